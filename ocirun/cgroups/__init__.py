@@ -1,0 +1,283 @@
+"""The container's cgroup (config-linux.md "Control groups", "Cgroups path").
+
+:func:`open_manager` resolves ``linux.cgroupsPath`` into one directory per
+mounted hierarchy for a new container; :func:`load_manager` re-opens those
+directories from the dict :meth:`CgroupManager.paths` returned (saved in the
+container state), for ``kill --all``, ``pause``, ``delete`` and friends.
+
+Only the cgroupfs layout is handled: the systemd driver and resource limits
+(``linux.resources``) are refused with :class:`NotSupportedError` until they
+are implemented.  Cgroup ownership (chown for a cgroup namespace) is not done.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import time
+
+from ocirun.cgroups.detect import (
+    MOUNTINFO,
+    SELF_CGROUP,
+    mode_of,
+    read_cgroup_mounts,
+    read_own_cgroups,
+    v1_controllers,
+)
+from ocirun.cgroups.paths import RMDIR_TIMEOUT, Hierarchy, check_cgroups_path, resolve_dir
+from ocirun.cgroups.v1 import Hierarchy1
+from ocirun.cgroups.v2 import Hierarchy2
+from ocirun.errors import CgroupError, NotSupportedError
+
+__all__ = ["CREATED_PREFIX", "UNIFIED_KEY", "CgroupManager", "load_manager", "open_manager"]
+
+UNIFIED_KEY = "unified"
+# paths() also records, per hierarchy, the topmost directory create() made, so
+# a manager re-opened from the state file removes exactly those directories.
+CREATED_PREFIX = "created:"
+
+_SIGKILL = 9  # same number on every Linux architecture; avoids importing `signal`
+
+
+class CgroupManager:
+    """One container's cgroup directories, one per hierarchy (v1, v2 or both)."""
+
+    __slots__ = ("hierarchies",)
+
+    def __init__(self, hierarchies: list[Hierarchy]) -> None:
+        self.hierarchies = hierarchies
+
+    def __repr__(self) -> str:
+        return f"CgroupManager({self.hierarchies!r})"
+
+    # --- life cycle ---
+
+    def create(self) -> None:
+        """Create the directories (mkdir -p); on failure remove what was made."""
+        try:
+            for h in self.hierarchies:
+                h.create()
+        except BaseException:
+            # "as if never attempted" (runtime.md#errors): undo our own mkdirs.
+            try:
+                self.destroy()
+            except CgroupError:
+                pass
+            raise
+
+    def add(self, pid: int) -> None:
+        """Move ``pid`` into the container's cgroup in every hierarchy."""
+        for h in self.hierarchies:
+            h.add(pid)
+
+    def apply(self, resources: dict[str, object] | None) -> None:
+        """Write ``linux.resources``: only "nothing to set" is accepted for now."""
+        if not _is_empty(resources):
+            raise NotSupportedError("linux.resources: cgroup resource limits are not supported yet")
+
+    def destroy(self) -> None:
+        """Remove the directories create() made, leaf first; kill nothing.
+
+        A cgroup whose last task is still exiting answers EBUSY for a moment,
+        so removal is retried for up to RMDIR_TIMEOUT in total.  Missing
+        directories are fine (already removed).
+        """
+        deadline = time.monotonic() + RMDIR_TIMEOUT
+        first: CgroupError | None = None
+        for h in self.hierarchies:
+            try:
+                h.remove(deadline)
+            except CgroupError as e:
+                first = first or e
+        if first is not None:
+            raise first
+
+    def paths(self) -> dict[str, str]:
+        """Key -> directory: v1 controller names (``memory``, ``name=systemd``) and
+        ``unified``; plus ``created:<key>`` entries for the directories we made."""
+        out: dict[str, str] = {}
+        for h in self.hierarchies:
+            for k in h.keys:
+                out[k] = h.path
+        for h in self.hierarchies:
+            if h.created is not None:
+                for k in h.keys:
+                    out[CREATED_PREFIX + k] = h.created
+        return out
+
+    # --- processes ---
+
+    def _primary(self) -> Hierarchy | None:
+        # The unified hierarchy (or else the freezer) is where every process
+        # of the container is tracked; reading one hierarchy is enough.
+        for h in self.hierarchies:
+            if h.version == 2:
+                return h
+        for h in self.hierarchies:
+            if h.can_freeze():
+                return h
+        return self.hierarchies[0] if self.hierarchies else None
+
+    def pids(self, recursive: bool = True) -> list[int]:
+        """PIDs in the container's cgroup (sub-cgroups too when ``recursive``)."""
+        h = self._primary()
+        return sorted(h.procs(recursive)) if h is not None else []
+
+    def kill_all(self, sig: int) -> None:
+        """Send ``sig`` to every process of the cgroup; a missing cgroup is not an error."""
+        if sig == _SIGKILL:
+            for h in self.hierarchies:
+                if isinstance(h, Hierarchy2) and h.kill():
+                    self._thaw_for_kill()
+                    return
+        was_frozen = self.frozen()
+        froze = False
+        if self._freezer() is not None and not was_frozen:
+            # Freezing first stops the processes from forking new ones between
+            # our listing of the pids and the signals.
+            try:
+                self.freeze(True)
+                froze = True
+            except CgroupError:
+                pass  # gone, or stuck freezing (freeze() thawed it): signal anyway
+        try:
+            for pid in self.pids():
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+        finally:
+            if froze:
+                self._quiet_thaw()
+        if sig == _SIGKILL:
+            self._thaw_for_kill()
+
+    def _thaw_for_kill(self) -> None:
+        # A frozen (paused) task only dies once it runs again.
+        if self.frozen():
+            self._quiet_thaw()
+
+    def _quiet_thaw(self) -> None:
+        try:
+            self.freeze(False)
+        except CgroupError as e:
+            if e.errno != errno.ENOENT:
+                raise
+
+    # --- freezer ---
+
+    def _freezer(self) -> Hierarchy | None:
+        # One freezer only: on a hybrid host the v1 freezer (what runc uses),
+        # otherwise cgroup.freeze of the unified hierarchy.
+        v2 = None
+        for h in self.hierarchies:
+            if h.version == 1 and "freezer" in h.keys:
+                return h
+            if h.version == 2:
+                v2 = h
+        return v2
+
+    def freeze(self, frozen: bool) -> None:
+        """Freeze (pause) or thaw (resume) every process of the container."""
+        h = self._freezer()
+        if h is None:
+            raise CgroupError("no cgroup freezer is available (no v1 `freezer` hierarchy "
+                              "and no unified hierarchy)")
+        if frozen:
+            h.set_frozen(True)
+            return
+        # Thaw every freezer, so a cgroup frozen by some other tool is resumed too.
+        for other in self.hierarchies:
+            if other is h or other.can_freeze():
+                other.set_frozen(False)
+
+    def frozen(self) -> bool:
+        """True when any hierarchy reports the cgroup frozen (or freezing)."""
+        return any(h.is_frozen() for h in self.hierarchies)
+
+
+def _is_empty(value: object) -> bool:
+    """None, {} or [] all the way down: nothing to set."""
+    if value is None:
+        return True
+    if isinstance(value, dict):
+        return all(_is_empty(v) for v in value.values())
+    if isinstance(value, list):
+        return not value
+    return False
+
+
+def open_manager(cgroups_path: str | None, container_id: str, *, root: str = "/sys/fs/cgroup",
+                 mode: str | None = None, systemd: bool = False,
+                 mountinfo: str = MOUNTINFO, self_cgroup: str = SELF_CGROUP) -> CgroupManager:
+    """Resolve the cgroup of a NEW container (nothing is created until ``create()``).
+
+    ``cgroups_path`` unset means ``/<container_id>``.  An absolute path is
+    relative to each hierarchy's mount point, a relative one to this
+    process's own cgroup in that hierarchy.  ``mode`` (from
+    ``detect.cgroup_mode``) restricts the hierarchies used; None detects it.
+    """
+    if systemd:
+        raise NotSupportedError("systemd cgroup driver is not supported yet")
+    path = check_cgroups_path(cgroups_path, container_id)
+    mounts = read_cgroup_mounts(root, mountinfo)
+    if mode is None:
+        mode = mode_of(mounts, root)
+    if mode == "unified":
+        mounts = [m for m in mounts if m.version == 2]
+    elif mode == "legacy":
+        mounts = [m for m in mounts if m.version == 1]
+    elif mode != "hybrid":
+        raise CgroupError(f"unknown cgroup mode `{mode}` (want unified, legacy or hybrid)")
+    if not mounts:
+        raise CgroupError(f"no {mode} cgroup hierarchy is mounted under `{root}`")
+    # /proc/self/cgroup names the v1 controllers of each mount and gives our
+    # own cgroup for relative paths; a v2-only host with an absolute path needs neither.
+    need_own = not path.startswith("/") or any(m.version == 1 for m in mounts)
+    own = read_own_cgroups(self_cgroup) if need_own else {}
+    hierarchies: list[Hierarchy] = []
+    for m in mounts:
+        if m.version == 2:
+            d = resolve_dir(m.mountpoint, m.root, own.get(frozenset()), path)
+            hierarchies.append(Hierarchy2((UNIFIED_KEY,), d, m.mountpoint))
+            continue
+        ctrls = v1_controllers(m, own)
+        if ctrls is None:
+            continue  # a hierarchy this process is not part of: nothing to join
+        d = resolve_dir(m.mountpoint, m.root, own.get(ctrls), path)
+        hierarchies.append(Hierarchy1(tuple(sorted(ctrls)), d, m.mountpoint))
+    if not hierarchies:
+        raise CgroupError(f"no usable cgroup hierarchy under `{root}`")
+    return CgroupManager(hierarchies)
+
+
+def _inside(path: str, root: str) -> bool:
+    return path.startswith(root.rstrip("/") + "/") and os.path.normpath(path) == path
+
+
+def load_manager(paths: dict[str, str], *, root: str = "/sys/fs/cgroup") -> CgroupManager:
+    """Re-open a container's cgroup from the dict ``CgroupManager.paths()`` returned."""
+    created: dict[str, str] = {}
+    by_dir: dict[str, list[str]] = {}
+    for key, path in paths.items():
+        if not isinstance(path, str) or not _inside(path, root):
+            # The state file is ours, but never rmdir outside the cgroup root.
+            raise CgroupError(f"saved cgroup path `{path}` for `{key}` is not below `{root}`")
+        if key.startswith(CREATED_PREFIX):
+            created[key[len(CREATED_PREFIX):]] = path
+        else:
+            by_dir.setdefault(path, []).append(key)
+    hierarchies: list[Hierarchy] = []
+    for path, keys in by_dir.items():
+        ks = tuple(sorted(keys))
+        top = created.get(ks[0])
+        if top is not None and path != top and not path.startswith(top + "/"):
+            raise CgroupError(f"saved cgroup path `{top}` is not an ancestor of `{path}`")
+        if UNIFIED_KEY in ks:
+            if len(ks) != 1:
+                raise CgroupError(f"saved cgroup path `{path}` is shared by `unified` and v1 "
+                                  f"controllers {', '.join(k for k in ks if k != UNIFIED_KEY)}")
+            hierarchies.append(Hierarchy2(ks, path, None, top))
+        else:
+            hierarchies.append(Hierarchy1(ks, path, None, top))
+    return CgroupManager(hierarchies)

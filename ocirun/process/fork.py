@@ -1,0 +1,52 @@
+"""Every fork of the runtime goes through :func:`spawn`.
+
+The child runs ``fn``; any exception becomes an ``error`` message on the
+channel naming the step, and the child always leaves with ``os._exit`` so
+that no parent clean-up (atexit, buffered files) runs twice.
+"""
+
+from __future__ import annotations
+
+import os
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ocirun.process.channel import Channel
+
+
+def report(chan: Channel, e: BaseException, stage: str) -> None:
+    from ocirun import errors
+    if isinstance(e, errors.OciRunError):
+        msg = e.to_message()
+        if not msg.get("stage"):
+            msg["stage"] = stage
+    elif isinstance(e, OSError):
+        where = f" `{e.filename}`" if e.filename else ""
+        msg = {"code": "syscall", "errno": e.errno, "stage": stage,
+               "msg": f"{stage}:{where} {e.strerror or e}"}
+    else:
+        msg = {"code": "error", "errno": None, "stage": stage,
+               "msg": f"{stage}: internal error: {type(e).__name__}: {e}"}
+    try:
+        chan.send("error", **{k: v for k, v in msg.items() if k != "type"})
+    except Exception:
+        pass
+
+
+def spawn(fn: Callable[[], None], chan: Channel, close_fds: tuple[int, ...], stage: str) -> int:
+    """Fork; the child closes ``close_fds`` and runs ``fn``.  Returns the pid."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        for fd in close_fds:
+            os.close(fd)
+        fn()
+        code = 0
+    except BaseException as e:  # the child must never unwind into the parent's code
+        report(chan, e, stage)
+    finally:
+        os._exit(code)

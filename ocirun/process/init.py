@@ -1,0 +1,244 @@
+"""The container init: build the container from the plan, park, exec.
+
+runtime.md "Lifecycle" steps 2-8 on the container side.  Each step is a
+function named in ``STEPS`` order; an error anywhere is reported to the parent
+(before ``ready``) or through the exec FIFO (after it), naming the step.
+
+Order and why:
+  N1 close every inherited fd not meant for the container (runtime-linux.md
+     "File descriptors"): done first so no later hook or mount sees them;
+  N2 setsid; wait until the parent has put us in the cgroup, then unshare the
+     cgroup namespace (its root becomes the container's cgroup);
+  N3 rootfs: propagation, rootfs bind, mounts, devices, /dev links;
+  N4 prestart + createRuntime hooks, run by the parent (runtime namespace);
+  N5 createContainer hooks, here (container namespaces, host paths still
+     reachable); sysctl (written through the container's own /proc) and
+     hostname/domainname;
+  N6 pivot_root, masked and read-only paths, read-only root;
+  N7 keyring, rlimits, oom_score_adj: while we still hold every capability;
+  N8 no_new_privs, ids, capabilities; cwd and argv[0] checked as the user;
+  N9 ``ready``; block in open(2) of the exec FIFO until ``start``;
+  N10 startContainer hooks, umask, execve.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ocirun.errors import ExecError, OciRunError, SyscallError
+from ocirun.syscalls import api
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ocirun.process.channel import Channel
+    from ocirun.process.plan import InitPlan
+
+
+def close_inherited_fds(plan: InitPlan, chan: Channel) -> None:                 # N1
+    keep = {chan.rfd, chan.wfd, plan.fifo_fd, *range(3, 3 + plan.keep_fds)}
+    keep.discard(-1)
+    lo = 3
+    for fd in sorted(k for k in keep if k >= 3):
+        if fd > lo:
+            os.closerange(lo, fd)
+        lo = fd + 1
+    os.closerange(lo, 1 << 20)
+    for fd in range(3, 3 + plan.keep_fds):
+        os.set_inheritable(fd, True)
+
+
+def enter_cgroup(plan: InitPlan, chan: Channel, sys: api.Syscalls) -> None:   # N2
+    os.setsid()
+    chan.expect("cgroup_ready")
+    if plan.ns.new_cgroup:
+        try:
+            sys.unshare(api.CLONE_NEWCGROUP)
+        except OSError as e:
+            raise SyscallError(f"unshare the cgroup namespace: {e.strerror}", errno=e.errno,
+                               stage="namespaces") from e
+
+
+def build_rootfs(plan: InitPlan, sys: api.Syscalls) -> None:                   # N3
+    from ocirun import rootfs
+    rootfs.prepare_rootfs(plan.spec, plan.bundle, plan.rootfs, sys, in_userns=plan.ns.in_userns)
+
+
+def runtime_hooks(plan: InitPlan, chan: Channel) -> None:                      # N4
+    if plan.has_create_hooks:
+        chan.send("hooks_request")
+        chan.expect("hooks_done")
+
+
+def container_hooks_and_names(plan: InitPlan, sys: api.Syscalls) -> None:     # N5
+    spec = plan.spec
+    hooks = (spec.get("hooks") or {}).get("createContainer")
+    if hooks:
+        from ocirun.hooks import run_hooks
+        run_hooks(hooks, plan.hook_state("creating", os.getpid()), "createContainer",
+                  cwd=plan.rootfs)
+    linux = spec.get("linux") or {}
+    sysctl = linux.get("sysctl")
+    if sysctl:
+        write_sysctl(plan.rootfs, sysctl)
+    if "hostname" in spec:
+        _named(sys.sethostname, spec["hostname"], "hostname")
+    if "domainname" in spec:
+        _named(sys.setdomainname, spec["domainname"], "domainname")
+
+
+def _named(fn: object, value: str, what: str) -> None:
+    try:
+        fn(value)  # type: ignore[operator]
+    except OSError as e:
+        raise SyscallError(f"set {what} {value!r}: {e.strerror}", errno=e.errno, stage=what) from e
+
+
+def write_sysctl(rootfs: str, sysctl: dict[str, str]) -> None:
+    """config-linux.md "Sysctl": through the container's /proc, before the
+    read-only paths (which usually include /proc/sys) are applied."""
+    from ocirun.pathres import resolve_in_root
+    for key, value in sysctl.items():
+        rel = "/proc/sys/" + key.replace(".", "/")
+        try:
+            path = resolve_in_root(rootfs, rel)
+            fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW)
+            try:
+                os.write(fd, value.encode())
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise SyscallError(f"linux.sysctl[{key!r}]: write {value!r} to `{rel}`: {e.strerror}",
+                               errno=e.errno, stage="sysctl") from e
+
+
+def switch_root(plan: InitPlan, sys: api.Syscalls) -> None:                    # N6
+    from ocirun import rootfs
+    rootfs.finish_rootfs(plan.spec, plan.rootfs, sys, no_pivot=plan.no_pivot)
+
+
+def process_limits(plan: InitPlan, sys: api.Syscalls) -> None:                 # N7
+    if not plan.no_new_keyring:
+        try:
+            sys.join_session_keyring(f"_ses.{plan.cid}")
+        except OSError as e:
+            # ENOSYS/EACCES: no keyrings here (kernel config, or a seccomp'd
+            # outer container); runc carries on too.
+            import errno
+            if e.errno not in (errno.ENOSYS, errno.EACCES, errno.EPERM):
+                raise SyscallError(f"join session keyring: {e.strerror}", errno=e.errno,
+                                   stage="keyring") from e
+    proc = plan.spec.get("process") or {}
+    if proc.get("rlimits"):
+        from ocirun.rlimits import apply_rlimits
+        apply_rlimits(proc["rlimits"])
+    if "oomScoreAdj" in proc:
+        from ocirun.rlimits import apply_oom_score_adj
+        apply_oom_score_adj(proc["oomScoreAdj"])
+
+
+def become_user(plan: InitPlan, sys: api.Syscalls) -> str:                     # N8
+    proc = plan.spec.get("process") or {}
+    cwd = proc.get("cwd") or "/"
+    try:
+        os.makedirs(cwd, mode=0o755, exist_ok=True)
+    except OSError:
+        pass  # the chdir below reports the real problem
+    if proc.get("noNewPrivileges"):
+        sys.prctl(api.PR_SET_NO_NEW_PRIVS, 1)
+    from ocirun.user import apply_user
+    apply_user(proc.get("user") or {"uid": 0, "gid": 0}, sys)
+    from ocirun.capabilities import apply_caps
+    if plan.caps is not None:
+        apply_caps(plan.caps, sys)
+    try:
+        os.chdir(cwd)
+    except OSError as e:
+        raise ExecError(f"chdir to cwd ({cwd!r}) set in config.json failed: {e.strerror}",
+                        errno=e.errno, stage="cwd") from e
+    return find_executable(proc.get("args") or [""], plan.env)
+
+
+def find_executable(args: list[str], env: list[str]) -> str:
+    """execvp(3)'s lookup in the container's PATH (from process.env)."""
+    name = args[0]
+    if not name:
+        raise ExecError("exec: process.args is empty", stage="exec")
+    if "/" in name:
+        candidates = [name]
+    else:
+        path = next((e[5:] for e in reversed(env) if e.startswith("PATH=")), "")
+        candidates = [os.path.join(d or ".", name) for d in path.split(":")] if path else []
+    denied = None
+    for c in candidates:
+        try:
+            st = os.stat(c)
+        except OSError:
+            continue
+        if not (st.st_mode & 0o170000 == 0o100000):
+            continue
+        if os.access(c, os.X_OK):
+            return c
+        denied = c
+    if denied:
+        raise ExecError(f'exec: "{name}": permission denied', stage="exec")
+    if "/" in name:
+        raise ExecError(f'exec: "{name}": stat {name}: no such file or directory', stage="exec")
+    raise ExecError(f'exec: "{name}": executable file not found in $PATH', stage="exec")
+
+
+def wait_for_start(plan: InitPlan, chan: Channel) -> int:                      # N9
+    chan.send("ready")
+    chan.close()
+    # Reopen our O_PATH handle for writing: blocks until `start` opens the
+    # FIFO for reading.  Through /proc because the host path is gone after
+    # pivot_root.
+    fd = os.open(f"/proc/self/fd/{plan.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    os.close(plan.fifo_fd)
+    os.write(fd, b"\0")
+    return fd
+
+
+def exec_process(plan: InitPlan, exe: str, fifo: int) -> None:                  # N10
+    proc = plan.spec.get("process") or {}
+    try:
+        hooks = (plan.spec.get("hooks") or {}).get("startContainer")
+        if hooks:
+            from ocirun.hooks import run_hooks
+            run_hooks(hooks, plan.hook_state("created", os.getpid()), "startContainer")
+        umask = (proc.get("user") or {}).get("umask")
+        if umask is not None:
+            os.umask(umask)
+        os.execve(exe, proc["args"], _env_dict(plan.env))
+    except OciRunError as e:
+        _fail_start(fifo, e.code, e.errno, e.msg)
+    except OSError as e:
+        _fail_start(fifo, "exec", e.errno, f'exec: "{proc["args"][0]}": {e.strerror.lower() if e.strerror else e}')
+
+
+def _env_dict(env: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for kv in env:
+        k, sep, v = kv.partition("=")
+        out[k] = v
+    return out
+
+
+def _fail_start(fifo: int, code: str, errno: int | None, msg: str) -> None:
+    """After ``ready`` the channel is gone: ``start`` reads the error from the FIFO."""
+    try:
+        os.write(fifo, f"{code}:{errno if errno is not None else ''}:{msg}".encode())
+    finally:
+        os._exit(127)
+
+
+def run_init(plan: InitPlan, chan: Channel, sys: api.Syscalls) -> None:
+    close_inherited_fds(plan, chan)
+    enter_cgroup(plan, chan, sys)
+    build_rootfs(plan, sys)
+    runtime_hooks(plan, chan)
+    container_hooks_and_names(plan, sys)
+    switch_root(plan, sys)
+    process_limits(plan, sys)
+    exe = become_user(plan, sys)
+    fifo = wait_for_start(plan, chan)
+    exec_process(plan, exe, fifo)

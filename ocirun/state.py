@@ -1,0 +1,248 @@
+"""Container state on disk and the status derived from facts.
+
+runtime.md "State": the state object (ociVersion, id, status, pid, bundle,
+annotations) plus runc's rootfs/created/owner.  Layout: ``<root>/<id>/``
+(mode 0711) holding ``state.json`` (0600, written tmp + fsync + rename),
+``config.json`` (the bundle's config as read at create: later edits of the
+bundle must not affect the container) and ``exec.fifo`` while the container
+is created.  The directory fd is ``flock``ed by every command that changes
+the container, so concurrent commands on one id serialize.
+
+The status is never stored: it is derived on each read from the init pid and
+its start time (a reused pid is not our process), and the exec FIFO.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+
+from ocirun import jsonio, procfs
+from ocirun.errors import ExistsError, NotFoundError, OciRunError, StateError
+
+CREATED = "created"
+RUNNING = "running"
+STOPPED = "stopped"
+PAUSED = "paused"
+
+STATE_FILE = "state.json"
+CONFIG_FILE = "config.json"
+FIFO = "exec.fifo"
+
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+,-.")
+
+
+def validate_id(cid: str) -> None:
+    """runc's rule: ``^[\\w+,.-]+$`` (ASCII), and not ``.`` or ``..``."""
+    if not cid or len(cid) > 1024 or cid in (".", "..") or not set(cid) <= _ID_CHARS:
+        raise OciRunError(f"invalid container ID format: {cid!r} (allowed: letters, digits and _ + , - .)")
+
+
+def rfc3339_nano(ns: int) -> str:
+    secs, frac = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(secs)) + f".{frac:09d}Z"
+
+
+class ContainerState:
+    """What ``create`` records; everything else is derived."""
+
+    __slots__ = ("id", "pid", "pid_start", "bundle", "rootfs", "created", "oci_version",
+                 "annotations", "cgroup_paths", "dir")
+
+    def __init__(self, cid: str, *, pid: int = 0, pid_start: int = 0, bundle: str = "",
+                 rootfs: str = "", created: str = "", oci_version: str = "",
+                 annotations: dict[str, str] | None = None,
+                 cgroup_paths: dict[str, str] | None = None, dir: str = "") -> None:
+        self.id = cid
+        self.pid = pid
+        self.pid_start = pid_start
+        self.bundle = bundle
+        self.rootfs = rootfs
+        self.created = created
+        self.oci_version = oci_version
+        self.annotations = annotations or {}
+        self.cgroup_paths = cgroup_paths or {}
+        self.dir = dir
+
+    def to_record(self) -> dict[str, object]:
+        return {"id": self.id, "pid": self.pid, "pid_start": self.pid_start,
+                "bundle": self.bundle, "rootfs": self.rootfs, "created": self.created,
+                "ociVersion": self.oci_version, "annotations": self.annotations,
+                "cgroup_paths": self.cgroup_paths}
+
+    @classmethod
+    def from_record(cls, rec: dict[str, object], dir: str) -> ContainerState:
+        return cls(str(rec["id"]), pid=int(rec.get("pid", 0)),  # type: ignore[call-overload]
+                   pid_start=int(rec.get("pid_start", 0)),  # type: ignore[call-overload]
+                   bundle=str(rec.get("bundle", "")), rootfs=str(rec.get("rootfs", "")),
+                   created=str(rec.get("created", "")), oci_version=str(rec.get("ociVersion", "")),
+                   annotations=rec.get("annotations") or {},  # type: ignore[arg-type]
+                   cgroup_paths=rec.get("cgroup_paths") or {},  # type: ignore[arg-type]
+                   dir=dir)
+
+    @property
+    def fifo_path(self) -> str:
+        return os.path.join(self.dir, FIFO)
+
+    @property
+    def config_path(self) -> str:
+        return os.path.join(self.dir, CONFIG_FILE)
+
+    def alive(self) -> bool:
+        """The recorded init still exists (same pid AND same start time)."""
+        return self.pid > 0 and procfs.pid_start_time(self.pid) == self.pid_start
+
+    def status(self) -> str:
+        if not self.alive():
+            return STOPPED
+        if os.path.exists(self.fifo_path):
+            return CREATED
+        if self.cgroup_paths and _frozen(self.cgroup_paths):
+            return PAUSED
+        return RUNNING
+
+    def oci_state(self, status: str | None = None, *, pid_view: int | None = None) -> dict[str, object]:
+        """The state object of runtime.md (plus runc's rootfs, created, owner)."""
+        status = status or self.status()
+        doc: dict[str, object] = {
+            "ociVersion": self.oci_version,
+            "id": self.id,
+            "pid": (pid_view if pid_view is not None else self.pid) if status != STOPPED else 0,
+            "status": status,
+            "bundle": self.bundle,
+            "rootfs": self.rootfs,
+            "created": self.created,
+        }
+        if self.annotations:
+            doc["annotations"] = self.annotations
+        doc["owner"] = ""
+        return doc
+
+    def hook_state(self, status: str, pid: int | None) -> dict[str, object]:
+        """The state passed to hooks: the spec's fields only."""
+        doc: dict[str, object] = {"ociVersion": self.oci_version, "id": self.id, "status": status,
+                                  "bundle": self.bundle}
+        if pid is not None:
+            doc["pid"] = pid
+        if self.annotations:
+            doc["annotations"] = self.annotations
+        return doc
+
+
+def _frozen(paths: dict[str, str]) -> bool:
+    # v2 cgroup.freeze or the v1 freezer; pause/resume come with a later issue
+    # but a frozen cgroup must still read as "paused", not "running".
+    p = paths.get("unified") or paths.get("")
+    try:
+        if p:
+            with open(os.path.join(p, "cgroup.freeze"), "rb") as f:
+                if f.read(1) == b"1":
+                    return True
+        p = paths.get("freezer")
+        if p:
+            with open(os.path.join(p, "freezer.state"), "rb") as f:
+                return f.read().strip() != b"THAWED"
+    except OSError:
+        pass
+    return False
+
+
+class StateStore:
+    """``<root>/<id>/`` directories."""
+
+    __slots__ = ("root",)
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.abspath(root)
+
+    def dir_of(self, cid: str) -> str:
+        return os.path.join(self.root, cid)
+
+    def create_dir(self, cid: str) -> tuple[str, int]:
+        """Make ``<root>/<id>`` and lock it; (path, locked dir fd)."""
+        validate_id(cid)
+        try:
+            os.makedirs(self.root, mode=0o700, exist_ok=True)
+        except OSError as e:
+            raise OciRunError(f"create state root `{self.root}`: {e.strerror}", errno=e.errno) from e
+        path = self.dir_of(cid)
+        try:
+            os.mkdir(path, 0o711)
+        except FileExistsError:
+            raise ExistsError(f"container with given ID already exists: {cid}") from None
+        except OSError as e:
+            raise OciRunError(f"create state dir `{path}`: {e.strerror}", errno=e.errno) from e
+        os.chmod(path, 0o711)  # mkdir's mode is filtered by the umask
+        return path, self._lock_path(path)
+
+    @staticmethod
+    def _lock_path(path: str) -> int:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
+
+    def lock(self, cid: str) -> int:
+        """Lock an existing container dir (blocks while another command holds it)."""
+        validate_id(cid)
+        try:
+            return self._lock_path(self.dir_of(cid))
+        except FileNotFoundError:
+            raise NotFoundError("container does not exist") from None
+
+    def load(self, cid: str) -> ContainerState:
+        validate_id(cid)
+        d = self.dir_of(cid)
+        try:
+            with open(os.path.join(d, STATE_FILE), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            raise NotFoundError("container does not exist") from None
+        except NotADirectoryError:
+            raise NotFoundError("container does not exist") from None
+        try:
+            return ContainerState.from_record(jsonio.loads(data), d)
+        except (ValueError, KeyError, TypeError) as e:
+            raise StateError(f"state of container {cid} is corrupt (`{d}/{STATE_FILE}`): {e}") from e
+
+    def save(self, st: ContainerState) -> None:
+        """Atomic: write a temp file, fsync it, rename over state.json."""
+        final = os.path.join(st.dir, STATE_FILE)
+        tmp = final + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, jsonio.dumps(st.to_record()).encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, final)
+
+    def remove(self, cid: str) -> None:
+        remove_tree(self.dir_of(cid))
+
+    def list_ids(self) -> list[str]:
+        try:
+            names = os.listdir(self.root)
+        except FileNotFoundError:
+            return []
+        return sorted(n for n in names if os.path.isdir(os.path.join(self.root, n)))
+
+
+def remove_tree(path: str) -> None:
+    """rm -r of a state dir (flat: files only, plus tolerated absence)."""
+    try:
+        names = os.listdir(path)
+    except FileNotFoundError:
+        return
+    for n in names:
+        p = os.path.join(path, n)
+        try:
+            os.unlink(p)
+        except IsADirectoryError:
+            remove_tree(p)
+        except FileNotFoundError:
+            pass
+    try:
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass

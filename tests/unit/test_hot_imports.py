@@ -1,0 +1,39 @@
+"""The hot commands import only what they need (no timing, just names).
+
+Runs each command in a fresh ``python -I -S -X importtime`` (as the
+launcher does) and fails when a heavy module shows up.
+"""
+
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+
+HEAVY = {"jsonschema", "argparse", "logging", "subprocess", "dataclasses", "typing", "socket",
+         "asyncio", "pycparser", "ptrace", "seccomp", "pyseccomp", "fastjsonschema", "json",
+         "contextlib", "enum"}
+
+
+def imported(argv, tmp_path):
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from ocirun.cli import main; "
+            f"sys.exit(main({argv!r}))")
+    r = subprocess.run([sys.executable, "-I", "-S", "-X", "importtime", "-c", code],
+                       capture_output=True, text=True, cwd=tmp_path)
+    mods = set()
+    for line in r.stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            mods.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    return mods
+
+
+@pytest.mark.parametrize("argv", [
+    ["state", "nosuch"], ["kill", "nosuch", "KILL"], ["delete", "nosuch"], ["start", "nosuch"],
+    ["delete", "-f", "nosuch"], ["list"], ["--version"],
+])
+def test_hot_commands_stay_lean(argv, tmp_path):
+    mods = imported(["--root", str(tmp_path / "root")] + argv, tmp_path)
+    assert "ocirun" in mods
+    assert not (mods & HEAVY), f"{argv}: heavy imports {sorted(mods & HEAVY)}"
