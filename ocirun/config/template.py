@@ -9,7 +9,9 @@ for runc work unchanged, with these differences:
   template the runtime itself would refuse is no use;
 * hostname ``ocirun``;
 * no ``linux.resources``: runc's only entry there denies every device, which
-  the default device rules already do.
+  the default device rules already do;
+* no ``ambient`` set: without an inheritable set the kernel refuses to raise
+  ambient capabilities, so runc's ambient list has no effect but a warning.
 
 ``rootless=True`` mirrors ``runc spec --rootless``: a user namespace mapping
 only the caller's uid/gid to 0, no network namespace (an unprivileged user
@@ -80,7 +82,7 @@ def template(rootless: bool = False) -> dict[str, object]:
                     "TERM=xterm"],
             "cwd": "/",
             "capabilities": {name: list(_DEFAULT_CAPS)
-                             for name in ("bounding", "effective", "permitted", "ambient")},
+                             for name in ("bounding", "effective", "permitted")},
             "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
             "noNewPrivileges": True,
         },
