@@ -1,0 +1,604 @@
+"""Build the container's filesystem view, in the init process.
+
+Implements config.md ``#root`` (readonly), ``#mounts`` (in order, bind
+sources relative to the bundle), config-linux.md ``#rootfs-mount-propagation``,
+``#masked-paths``, ``#readonly-paths`` and runtime-linux.md
+``#dev-symbolic-links``.  Two phases, because hooks run in between
+(runtime.md "Lifecycle" step 2, createRuntime/createContainer):
+
+* :func:`prepare_rootfs`: in the new mount namespace, before pivot_root:
+  propagation of ``/``, the rootfs bind, ``mounts[]``, devices, ``/dev`` links.
+* :func:`finish_rootfs`: pivot_root (or MS_MOVE + chroot), then readonly and
+  masked paths, then the read-only root.
+
+Container paths are resolved with :mod:`ocirun.pathres` so a hostile image
+cannot redirect a mount outside the rootfs.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from ocirun.devices import create_devices
+from ocirun.errors import ConfigError, NotSupportedError, SyscallError, oserror_text
+from ocirun.mount_options import PROPAGATION_OPTIONS, MountOptions, parse_mount_options
+from ocirun.pathres import mkdir_all_in_root, resolve_in_root
+from ocirun.syscalls.api import (
+    AT_FDCWD,
+    AT_RECURSIVE,
+    MNT_DETACH,
+    MS_BIND,
+    MS_MOVE,
+    MS_NOATIME,
+    MS_NODEV,
+    MS_NODIRATIME,
+    MS_NOEXEC,
+    MS_NOSUID,
+    MS_NOSYMFOLLOW,
+    MS_RDONLY,
+    MS_REC,
+    MS_RELATIME,
+    MS_REMOUNT,
+    MS_SHARED,
+    MS_SLAVE,
+    MS_STRICTATIME,
+)
+
+TYPE_CHECKING = False  # avoids importing typing (~8 ms cold); mypy still honours it
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ocirun.syscalls.api import Syscalls
+
+# Host files read while mounting cgroups; module attributes so tests can point
+# them at fixtures.
+MOUNTINFO = "/proc/self/mountinfo"
+PROC_SELF_CGROUP = "/proc/self/cgroup"
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+# Mounts inside /proc could hide what masked/readonly paths protect (runc's
+# checkProcMount, CVE-2019-16884): only these files may be covered.
+ALLOWED_PROC_MOUNTS = frozenset({
+    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+    "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+})
+
+DEV_SYMLINKS = (("/dev/fd", "/proc/self/fd"), ("/dev/stdin", "/proc/self/fd/0"),
+                ("/dev/stdout", "/proc/self/fd/1"), ("/dev/stderr", "/proc/self/fd/2"))
+
+_ATIME_FLAGS = MS_NOATIME | MS_RELATIME | MS_STRICTATIME
+
+
+def _fail(what: str, e: OSError, stage: str) -> SyscallError:
+    return SyscallError(f"{what}: {oserror_text(e)}", errno=e.errno, stage=stage)
+
+
+def mount_flags_of(path: str) -> int:
+    """MS_* flags of the mount holding ``path`` (statvfs), to keep on a remount.
+
+    A bind remount replaces every per-mount flag, and inside a user namespace
+    the kernel refuses to clear flags the parent namespace set (EPERM).
+    ST_RELATIME and ST_NOSYMFOLLOW differ from their MS_* values.
+    """
+    f = os.statvfs(path).f_flag
+    out = f & (MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_NOATIME | MS_NODIRATIME)
+    if f & 0x1000:
+        out |= MS_RELATIME
+    if f & 0x2000:
+        out |= MS_NOSYMFOLLOW
+    return out
+
+
+def _in_root(rootfs: str, path: str, what: str, stage: str) -> str:
+    try:
+        return resolve_in_root(rootfs, path)
+    except OSError as e:
+        raise _fail(what, e, stage) from e
+
+
+def _parent_in_root(rootfs: str, path: str) -> str:
+    """Host path of ``path`` with its parent resolved but the last component
+    kept as is, to create or replace a symlink itself rather than its target."""
+    parent, _, name = path.rpartition("/")
+    return resolve_in_root(rootfs, parent or "/").rstrip("/") + "/" + name
+
+
+# --------------------------------------------------------------------------
+# prepare_rootfs
+
+
+def prepare_rootfs(spec: dict[str, Any], bundle: str, rootfs: str, sys: Syscalls, *,
+                   in_userns: bool) -> None:
+    """Everything before pivot_root; runs inside the container's mount namespace."""
+    rootfs = os.path.abspath(rootfs)
+    linux = spec.get("linux") or {}
+    _root_propagation(linux.get("rootfsPropagation"), rootfs, sys)
+    # pivot_root(2) needs new_root to be a mount point.
+    try:
+        sys.mount(rootfs, rootfs, "bind", MS_BIND | MS_REC, None)
+    except OSError as e:
+        raise _fail(f"bind mount rootfs `{rootfs}` onto itself", e, "rootfs") from e
+    mounts = spec.get("mounts") or []
+    own_netns = any(n.get("type") == "network" and not n.get("path")
+                    for n in linux.get("namespaces") or [])
+    for i, m in enumerate(mounts):
+        _mount_entry(i, m, bundle, rootfs, sys, in_userns, own_netns)
+    # A bind-mounted /dev is the host's (or the user's) as is: runc then makes
+    # no nodes and no links there.
+    if any(m.get("destination") == "/dev" and _is_bind(m) for m in mounts):
+        return
+    create_devices(spec, rootfs, sys, in_userns=in_userns)
+    try:
+        if any(m.get("destination") == "/dev/pts" and m.get("type") == "devpts"
+               for m in mounts):
+            _ptmx_symlink(rootfs)
+        _dev_symlinks(rootfs)
+    except OSError as e:
+        raise _fail(f"create /dev symlinks in `{rootfs}`", e, "dev_symlinks") from e
+
+
+def _root_propagation(value: str | None, rootfs: str, sys: Syscalls) -> None:
+    """Cut (or shape) propagation between the host and the new mount namespace."""
+    if value is None:
+        flag = MS_SLAVE | MS_REC  # nothing the container mounts reaches the host
+    elif value in PROPAGATION_OPTIONS:
+        flag = PROPAGATION_OPTIONS[value] | MS_REC
+    else:
+        raise ConfigError(f"linux.rootfsPropagation `{value}`: expected shared, slave, "
+                          "private or unbindable", stage="rootfs")
+    try:
+        sys.mount(None, "/", None, flag, None)
+        if flag & MS_SHARED:
+            # pivot_root(2) fails with EINVAL when the parent mount of new_root
+            # is shared; keep "/" shared but make that one mount private.
+            parent = _mount_point_of(os.path.dirname(rootfs))
+            sys.mount(None, parent, None, PROPAGATION_OPTIONS["private"], None)
+    except OSError as e:
+        raise _fail(f"set propagation of `/` to `{value or 'rslave'}`", e, "rootfs") from e
+
+
+def _is_bind(m: dict[str, Any]) -> bool:
+    opts = m.get("options") or []
+    return "bind" in opts or "rbind" in opts or m.get("type") in ("bind", "rbind")
+
+
+def _mount_entry(i: int, m: dict[str, Any], bundle: str, rootfs: str, sys: Syscalls,
+                 in_userns: bool, own_netns: bool) -> None:
+    dest = m["destination"]
+    if not dest.startswith("/"):
+        dest = "/" + dest  # deprecated relative form: relative to "/"
+    fstype = m.get("type") or ""
+    src = m.get("source")
+    where = f"`{dest}` (mounts[{i}])"
+    opts = parse_mount_options(m.get("options") or [])
+    if opts.idmap or opts.ridmap or m.get("uidMappings") or m.get("gidMappings"):
+        raise NotSupportedError(f"mount on {where}: id-mapped mounts (idmap, ridmap, "
+                                "uidMappings/gidMappings) are not supported by ocirun",
+                                stage="mounts")
+    is_bind = opts.is_bind or fstype in ("bind", "rbind")
+    rec = opts.rbind or fstype == "rbind"
+    host = _in_root(rootfs, dest, f"resolve mount destination {where}", "mounts")
+    _check_proc(rootfs, host, fstype, is_bind, where)
+
+    if is_bind:
+        source = src or ""
+        if not os.path.isabs(source):
+            source = os.path.join(bundle, source)
+        _bind(sys, source, rootfs, dest, host, opts.flags, rec, where, in_userns)
+    elif fstype == "cgroup":
+        _mkdir_dest(rootfs, dest, host, where)
+        _mount_cgroup(sys, rootfs, dest, host, opts, where, in_userns)
+    elif fstype == "sysfs" and in_userns and not own_netns:
+        # sysfs may only be mounted by the owner of the network namespace;
+        # without a private one, show the host's /sys (as runc does).
+        _bind(sys, "/sys", rootfs, dest, host, opts.flags, True, where, in_userns)
+    else:
+        _mkdir_dest(rootfs, dest, host, where)
+        _mount_fs(sys, src or fstype, dest, host, fstype, opts, where, in_userns)
+
+    for prop in opts.propagation:
+        try:
+            sys.mount(None, host, None, prop, None)
+        except OSError as e:
+            raise _fail(f"set propagation of {where}", e, "mounts") from e
+    if opts.attr_set or opts.attr_clr:
+        try:
+            sys.mount_setattr(AT_FDCWD, host, AT_RECURSIVE, opts.attr_set, opts.attr_clr)
+        except OSError as e:
+            hint = " (recursive options need Linux >= 5.12)" if e.errno == errno.ENOSYS else ""
+            raise _fail(f"mount_setattr on {where}{hint}", e, "mounts") from e
+
+
+def _check_proc(rootfs: str, host: str, fstype: str, is_bind: bool, where: str) -> None:
+    proc = rootfs + "/proc"
+    if host != proc and not host.startswith(proc + "/"):
+        return
+    rel = host[len(rootfs):]
+    if rel == "/proc" and fstype == "proc" and not is_bind:
+        return
+    if rel in ALLOWED_PROC_MOUNTS:
+        return
+    raise ConfigError(f"mount on {where}: `{rel}` is inside /proc; only a proc filesystem "
+                      "on /proc or binds over a few harmless /proc files are allowed",
+                      stage="mounts")
+
+
+def _mkdir_dest(rootfs: str, dest: str, host: str, where: str) -> None:
+    if os.path.lexists(host):
+        return
+    try:
+        mkdir_all_in_root(rootfs, dest)
+    except OSError as e:
+        raise _fail(f"create mount point {where}", e, "mounts") from e
+
+
+def _bind(sys: Syscalls, source: str, rootfs: str, dest: str, host: str, flags: int,
+          rec: bool, where: str, in_userns: bool) -> None:
+    try:
+        is_dir = os.path.isdir(source) if os.path.exists(source) else None
+        if is_dir is None:
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), source)
+        if not os.path.lexists(host):
+            if is_dir:
+                mkdir_all_in_root(rootfs, dest)
+            else:
+                # A file is bound onto a file: create an empty one to cover.
+                parent = dest.rpartition("/")[0] or "/"
+                mkdir_all_in_root(rootfs, parent)
+                os.close(os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                                 | os.O_CLOEXEC, 0o644))
+    except OSError as e:
+        raise _fail(f"prepare bind mount of `{source}` on {where}", e, "mounts") from e
+    try:
+        sys.mount(source, host, "bind", MS_BIND | (MS_REC if rec else 0), None)
+    except OSError as e:
+        raise _fail(f"mount `{source}` on {where}", e, "mounts") from e
+    extra = flags & ~(MS_BIND | MS_REC | MS_REMOUNT)
+    if extra:
+        # MS_BIND ignores every other flag: ro, nosuid... need a remount.
+        _remount_bind(sys, host, extra, where, in_userns)
+
+
+def _remount_bind(sys: Syscalls, host: str, flags: int, where: str, in_userns: bool) -> None:
+    want = MS_BIND | MS_REMOUNT | flags
+    try:
+        sys.mount(None, host, None, want, None)
+        return
+    except OSError as e:
+        if e.errno != errno.EPERM or not in_userns:
+            raise _fail(f"remount {where} with flags {flags:#x}", e, "mounts") from e
+        first = e
+    # In a user namespace the flags the host set on the source are locked;
+    # retry keeping them (an atime choice of the config still wins).
+    try:
+        locked = mount_flags_of(host)
+    except OSError:
+        raise _fail(f"remount {where} with flags {flags:#x}", first, "mounts") from first
+    if flags & _ATIME_FLAGS:
+        locked &= ~_ATIME_FLAGS
+    if want | locked == want:
+        raise _fail(f"remount {where} with flags {flags:#x}", first, "mounts") from first
+    try:
+        sys.mount(None, host, None, want | locked, None)
+    except OSError as e:
+        raise _fail(f"remount {where} with flags {flags | locked:#x}", e, "mounts") from e
+
+
+def _mount_fs(sys: Syscalls, source: str, dest: str, host: str, fstype: str,
+              opts: MountOptions, where: str, in_userns: bool) -> None:
+    flags = opts.flags
+    data = opts.data or None
+    copyup = opts.tmpcopyup and fstype == "tmpfs"
+    late_ro = bool(flags & MS_RDONLY) and (copyup or (dest == "/dev" and fstype == "tmpfs"))
+    if late_ro:
+        # Files are still to be written there (copy-up, device nodes): mount
+        # read-write now; read-only comes after (here, or finish_rootfs for /dev).
+        flags &= ~MS_RDONLY
+    old_fd = -1
+    try:
+        if copyup:
+            # Keep a handle on the directory about to be covered, to copy from.
+            old_fd = os.open(host, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            sys.mount(source, host, fstype, flags, data)
+        except OSError as e:
+            if not (fstype == "mqueue" and in_userns and e.errno == errno.EPERM):
+                raise _fail(f"mount `{fstype}` on {where}", e, "mounts") from e
+            # mqueue belongs to the IPC namespace's owner: show the host's.
+            _bind(sys, "/dev/mqueue", "/", dest, host, flags, False, where, in_userns)
+        if copyup:
+            try:
+                _copy_up(old_fd, host)
+            except OSError as e:
+                raise _fail(f"tmpcopyup into {where}", e, "mounts") from e
+            if late_ro:
+                try:
+                    sys.mount(None, host, None, MS_REMOUNT | opts.flags, data)
+                except OSError as e:
+                    raise _fail(f"remount {where} read-only", e, "mounts") from e
+    except OSError as e:
+        raise _fail(f"open mount point {where}", e, "mounts") from e
+    finally:
+        if old_fd >= 0:
+            os.close(old_fd)
+
+
+def _copy_up(old_fd: int, host: str) -> None:
+    """Copy the covered directory (reached through its fd) into the new tmpfs."""
+    import shutil  # only for the rare tmpcopyup option
+
+    src = f"/proc/self/fd/{old_fd}"
+    try:
+        shutil.copytree(src, host, symlinks=True, dirs_exist_ok=True)
+    except shutil.Error as e:
+        # Its args are a list of (src, dst, reason): report the first one.
+        first = e.args[0][0] if e.args and e.args[0] else ("?", "?", "copy failed")
+        raise OSError(errno.EIO, f"{first[2]} (copying `{first[0]}`)") from e
+    # copytree keeps modes and times, not owners: an image's files keep theirs.
+    st = os.stat(src)
+    os.chown(host, st.st_uid, st.st_gid)
+    for dirpath, dirnames, filenames in os.walk(src):
+        rel = os.path.relpath(dirpath, src)
+        for name in (*dirnames, *filenames):
+            s = os.lstat(os.path.join(dirpath, name))
+            os.lchown(os.path.normpath(os.path.join(host, rel, name)), s.st_uid, s.st_gid)
+
+
+# --------------------------------------------------------------------------
+# cgroup mounts
+
+
+def _parse_mountinfo(text: str) -> list[tuple[str, str, str, str]]:
+    """(mount point, fstype, super options, optional fields) per line."""
+    out = []
+    for line in text.splitlines():
+        fields = line.split(" ")
+        try:
+            sep = fields.index("-", 6)
+        except ValueError:
+            continue
+        mp = fields[4].replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n") \
+            .replace("\\134", "\\")
+        out.append((mp, fields[sep + 1], fields[sep + 3] if len(fields) > sep + 3 else "",
+                    " ".join(fields[6:sep])))
+    return out
+
+
+def _read_mountinfo() -> list[tuple[str, str, str, str]]:
+    with open(MOUNTINFO, encoding="utf-8", errors="surrogateescape") as f:
+        return _parse_mountinfo(f.read())
+
+
+def _mount_point_of(path: str) -> str:
+    best = "/"
+    for mp, _, _, _ in _read_mountinfo():
+        if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
+            best = mp
+    return best
+
+
+def _host_cgroups() -> list[tuple[str, str, str | None]]:
+    """The host's hierarchies under CGROUP_ROOT: (name relative to it, fstype, data)."""
+    found: dict[str, tuple[str, str, str | None]] = {}
+    for mp, fstype, sopts, _ in _read_mountinfo():
+        if fstype not in ("cgroup", "cgroup2"):
+            continue
+        if mp != CGROUP_ROOT and not mp.startswith(CGROUP_ROOT + "/"):
+            continue
+        name = mp[len(CGROUP_ROOT):].lstrip("/")
+        data = None
+        if fstype == "cgroup":
+            # The hierarchy's controller set must be given exactly (else EBUSY).
+            data = ",".join(o for o in sopts.split(",") if o not in ("rw", "ro")) or None
+        found[name] = (name, fstype, data)  # a later mount hides an earlier one
+    return list(found.values())
+
+
+def _own_cgroup_path(fstype: str, data: str | None) -> str:
+    want = set((data or "").split(",")) - {"xattr", "noprefix", "clone_children"}
+    with open(PROC_SELF_CGROUP, encoding="utf-8") as f:
+        for line in f:
+            _, ctrls, path = line.rstrip("\n").split(":", 2)
+            if fstype == "cgroup2" and ctrls == "":
+                return path
+            if fstype == "cgroup" and ctrls and set(ctrls.split(",")) == want:
+                return path
+    return "/"
+
+
+def _mount_cgroup(sys: Syscalls, rootfs: str, dest: str, host: str, opts: MountOptions,
+                  where: str, in_userns: bool) -> None:
+    """Mirror the host's cgroup layout (v1, hybrid or unified) at ``dest``."""
+    flags = opts.flags & ~(MS_BIND | MS_REC)
+    try:
+        hier = _host_cgroups()
+    except OSError as e:
+        raise _fail(f"read `{MOUNTINFO}` for cgroup mount on {where}", e, "mounts") from e
+    if not hier:
+        raise SyscallError(f"mount cgroup on {where}: no cgroup filesystem mounted under "
+                           f"`{CGROUP_ROOT}` on the host", errno=errno.ENODEV, stage="mounts")
+    if len(hier) == 1 and hier[0][0] == "":  # cgroup2 only
+        _mount_one_cgroup(sys, hier[0], host, dest, flags, where, in_userns)
+        return
+    try:
+        sys.mount("tmpfs", host, "tmpfs", flags & ~MS_RDONLY, "mode=755")
+    except OSError as e:
+        raise _fail(f"mount `tmpfs` on {where}", e, "mounts") from e
+    for h in hier:
+        sub = dest.rstrip("/") + "/" + h[0]
+        try:
+            sub_host = mkdir_all_in_root(rootfs, sub)
+        except OSError as e:
+            raise _fail(f"create cgroup mount point `{sub}`", e, "mounts") from e
+        _mount_one_cgroup(sys, h, sub_host, sub, flags, where, in_userns)
+    try:
+        # e.g. cpu -> cpu,cpuacct on hosts that co-mount controllers.
+        with os.scandir(CGROUP_ROOT) as it:
+            for ent in it:
+                if ent.is_symlink():
+                    try:
+                        os.symlink(os.readlink(ent.path), host + "/" + ent.name)
+                    except FileExistsError:
+                        pass
+    except OSError as e:
+        raise _fail(f"copy cgroup symlinks into {where}", e, "mounts") from e
+    if flags & MS_RDONLY:
+        try:
+            sys.mount(None, host, None, MS_REMOUNT | flags, None)
+        except OSError as e:
+            raise _fail(f"remount {where} read-only", e, "mounts") from e
+
+
+def _mount_one_cgroup(sys: Syscalls, h: tuple[str, str, str | None], host: str, label: str,
+                      flags: int, where: str, in_userns: bool) -> None:
+    _, fstype, data = h
+    try:
+        sys.mount("cgroup", host, fstype, flags, data)
+        return
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.EBUSY):
+            raise _fail(f"mount `{fstype}` on `{label}` ({where})", e, "mounts") from e
+    # Not allowed here (a user namespace without its own cgroup namespace):
+    # bind the host hierarchy at this process's own cgroup instead.
+    try:
+        path = _own_cgroup_path(fstype, data)
+    except OSError as e:
+        raise _fail(f"read `{PROC_SELF_CGROUP}` for `{label}` ({where})", e, "mounts") from e
+    source = (CGROUP_ROOT.rstrip("/") + "/" + h[0]).rstrip("/") + path.rstrip("/")
+    try:
+        sys.mount(source, host, "bind", MS_BIND | MS_REC, None)
+    except OSError as e:
+        raise _fail(f"mount `{source}` on `{label}` ({where})", e, "mounts") from e
+    if flags:
+        _remount_bind(sys, host, flags, where, in_userns)
+
+
+# --------------------------------------------------------------------------
+# /dev
+
+
+def _ptmx_symlink(rootfs: str) -> None:
+    # A private devpts instance only works through its own ptmx.
+    ptmx = _parent_in_root(rootfs, "/dev/ptmx")
+    try:
+        os.unlink(ptmx)
+    except FileNotFoundError:
+        pass
+    os.symlink("pts/ptmx", ptmx)
+
+
+def _dev_symlinks(rootfs: str) -> None:
+    links = list(DEV_SYMLINKS)
+    if os.path.exists("/proc/kcore"):
+        links.append(("/dev/core", "/proc/kcore"))
+    for link, target in links:
+        try:
+            os.symlink(target, _parent_in_root(rootfs, link))
+        except FileExistsError:
+            pass  # the image or a mount already provides it
+
+
+# --------------------------------------------------------------------------
+# finish_rootfs
+
+
+def finish_rootfs(spec: dict[str, Any], rootfs: str, sys: Syscalls, *, no_pivot: bool) -> None:
+    """Switch root, then readonly paths, masked paths and the read-only root."""
+    rootfs = os.path.abspath(rootfs)
+    if no_pivot:
+        _move_root(rootfs, sys)
+    else:
+        _pivot_root(rootfs, sys)
+    for i, m in enumerate(spec.get("mounts") or []):
+        # /dev was mounted read-write to create nodes; honour its ro now.
+        if m.get("destination") == "/dev" and m.get("type") == "tmpfs":
+            opts = parse_mount_options(m.get("options") or [])
+            if opts.flags & MS_RDONLY:
+                try:
+                    sys.mount(None, "/dev", None, MS_REMOUNT | opts.flags, opts.data or None)
+                except OSError as e:
+                    raise _fail(f"remount `/dev` (mounts[{i}]) read-only", e, "mounts") from e
+    linux = spec.get("linux") or {}
+    for p in linux.get("readonlyPaths") or []:
+        _readonly_path(p, sys)
+    for p in linux.get("maskedPaths") or []:
+        _mask_path(p, sys)
+    if (spec.get("root") or {}).get("readonly"):
+        try:
+            keep = mount_flags_of("/")
+            sys.mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | keep, None)
+        except OSError as e:
+            raise _fail("remount `/` read-only (root.readonly)", e, "readonly_root") from e
+
+
+def _pivot_root(rootfs: str, sys: Syscalls) -> None:
+    # pivot_root(".", ".") stacks the old root on top of the new one at "/";
+    # it can then be detached without needing a put_old directory in the image.
+    try:
+        old = os.open("/", os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as e:
+        raise _fail("open `/`", e, "pivot_root") from e
+    try:
+        new = os.open(rootfs, os.O_DIRECTORY | os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fchdir(new)
+            sys.pivot_root(".", ".")
+        finally:
+            os.close(new)
+        os.fchdir(old)
+        # Slave first, so that the detach below does not propagate back to
+        # the host's mounts (if "/" was shared).
+        sys.mount(None, ".", None, MS_SLAVE | MS_REC, None)
+        sys.umount2(".", MNT_DETACH)
+        os.chdir("/")
+    except OSError as e:
+        raise _fail(f"pivot_root to `{rootfs}`", e, "pivot_root") from e
+    finally:
+        os.close(old)
+
+
+def _move_root(rootfs: str, sys: Syscalls) -> None:
+    # --no-pivot (e.g. a ramfs root, where pivot_root is refused): the old
+    # root stays reachable to a process that escapes the chroot.
+    try:
+        os.chdir(rootfs)
+        sys.mount(rootfs, "/", None, MS_MOVE, None)
+        sys.chroot(".")
+        os.chdir("/")
+    except OSError as e:
+        raise _fail(f"move `{rootfs}` to `/` and chroot", e, "pivot_root") from e
+
+
+def _readonly_path(path: str, sys: Syscalls) -> None:
+    try:
+        sys.mount(path, path, "bind", MS_BIND | MS_REC, None)
+    except OSError as e:
+        if e.errno == errno.ENOENT:
+            return
+        raise _fail(f"bind mount readonly path `{path}`", e, "readonly_paths") from e
+    try:
+        keep = mount_flags_of(path)
+        sys.mount(None, path, None, MS_BIND | MS_REMOUNT | MS_RDONLY | keep, None)
+    except OSError as e:
+        raise _fail(f"remount readonly path `{path}` read-only", e, "readonly_paths") from e
+
+
+def _mask_path(path: str, sys: Syscalls) -> None:
+    try:
+        sys.mount("/dev/null", path, "bind", MS_BIND, None)
+        return
+    except OSError as e:
+        if e.errno == errno.ENOENT:
+            return
+        if e.errno != errno.ENOTDIR:
+            raise _fail(f"mask `{path}` with /dev/null", e, "masked_paths") from e
+    # A directory: cover it with an empty read-only tmpfs.
+    try:
+        sys.mount("tmpfs", path, "tmpfs", MS_RDONLY, None)
+    except OSError as e:
+        if e.errno == errno.ENOENT:
+            return
+        raise _fail(f"mask `{path}` with a read-only tmpfs", e, "masked_paths") from e
+

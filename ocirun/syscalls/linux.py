@@ -1,0 +1,145 @@
+"""The real syscall seam: :class:`LinuxSyscalls` over libc via cffi.
+
+Implements :class:`ocirun.syscalls.api.Syscalls`.  Every call checks the C
+return value and turns ``-1``/``errno`` into ``OSError(errno, strerror, path)``
+so callers handle one exception type, as with the ``os`` module.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ocirun.syscalls._ffi import NR, ffi, lib
+from ocirun.syscalls.api import KEYCTL_JOIN_SESSION_KEYRING, NS_GET_NSTYPE
+
+_CAP_V3 = 0x20080522  # _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set
+
+
+def _raise(path: str | None = None) -> None:
+    err = ffi.errno
+    if path is None:
+        raise OSError(err, os.strerror(err))
+    raise OSError(err, os.strerror(err), path)
+
+
+def _cstr(s: str | None) -> object:
+    # NULL rather than "" where the kernel distinguishes them (mount data).
+    return ffi.NULL if s is None else os.fsencode(s)
+
+
+def _nr(name: str) -> int:
+    try:
+        return NR[name]
+    except KeyError:
+        raise OSError(38, f"{name}: syscall number unknown on {os.uname().machine}") from None
+
+
+def _ul(v: int) -> object:
+    return ffi.cast("unsigned long", v)
+
+
+def _l(v: int) -> object:
+    return ffi.cast("long", v)
+
+
+class LinuxSyscalls:
+    """Kernel calls through libc; stateless, so one instance can be shared."""
+
+    __slots__ = ()
+
+    def mount(self, source: str | None, target: str, fstype: str | None,
+              flags: int, data: str | None) -> None:
+        if lib.mount(_cstr(source), _cstr(target), _cstr(fstype), flags, _cstr(data)) != 0:
+            _raise(target)
+
+    def umount2(self, target: str, flags: int) -> None:
+        if lib.umount2(os.fsencode(target), flags) != 0:
+            _raise(target)
+
+    def pivot_root(self, new_root: str, put_old: str) -> None:
+        # glibc has no wrapper for pivot_root(2).
+        rc = lib.syscall(_nr("pivot_root"), ffi.new("char[]", os.fsencode(new_root)),
+                         ffi.new("char[]", os.fsencode(put_old)))
+        if rc != 0:
+            _raise(new_root)
+
+    def unshare(self, flags: int) -> None:
+        if lib.unshare(flags) != 0:
+            _raise()
+
+    def setns(self, fd: int, nstype: int) -> None:
+        if lib.setns(fd, nstype) != 0:
+            _raise()
+
+    def sethostname(self, name: str) -> None:
+        b = name.encode()
+        if lib.sethostname(b, len(b)) != 0:
+            _raise()
+
+    def setdomainname(self, name: str) -> None:
+        b = name.encode()
+        if lib.setdomainname(b, len(b)) != 0:
+            _raise()
+
+    def mknod(self, path: str, mode: int, device: int) -> None:
+        os.mknod(path, mode, device)  # already raises OSError with the path
+
+    def chroot(self, path: str) -> None:
+        os.chroot(path)
+
+    def capget(self) -> tuple[int, int, int]:
+        hdr = ffi.new("struct oci_cap_header *", {"version": _CAP_V3, "pid": 0})
+        data = ffi.new("struct oci_cap_data[2]")
+        if lib.syscall(_nr("capget"), hdr, data) != 0:
+            _raise()
+        return (data[0].effective | (data[1].effective << 32),
+                data[0].permitted | (data[1].permitted << 32),
+                data[0].inheritable | (data[1].inheritable << 32))
+
+    def capset(self, effective: int, permitted: int, inheritable: int) -> None:
+        hdr = ffi.new("struct oci_cap_header *", {"version": _CAP_V3, "pid": 0})
+        data = ffi.new("struct oci_cap_data[2]")
+        m = 0xFFFFFFFF
+        for i, shift in ((0, 0), (1, 32)):
+            data[i].effective = (effective >> shift) & m
+            data[i].permitted = (permitted >> shift) & m
+            data[i].inheritable = (inheritable >> shift) & m
+        if lib.syscall(_nr("capset"), hdr, data) != 0:
+            _raise()
+
+    def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0,
+              arg5: int = 0) -> int:
+        rc = int(lib.prctl(option, _ul(arg2), _ul(arg3), _ul(arg4), _ul(arg5)))
+        if rc == -1:
+            _raise()
+        return rc
+
+    def mount_setattr(self, dirfd: int, path: str, flags: int, attr_set: int,
+                      attr_clr: int, propagation: int = 0, userns_fd: int = 0) -> None:
+        attr = ffi.new("struct mount_attr *", {
+            "attr_set": attr_set, "attr_clr": attr_clr,
+            "propagation": propagation, "userns_fd": userns_fd})
+        rc = lib.syscall(_nr("mount_setattr"), ffi.cast("int", dirfd),
+                         ffi.new("char[]", os.fsencode(path)), ffi.cast("unsigned int", flags),
+                         attr, ffi.cast("size_t", ffi.sizeof("struct mount_attr")))
+        if rc != 0:
+            _raise(path)
+
+    def personality(self, persona: int) -> int:
+        rc = int(lib.personality(persona))
+        if rc == -1:
+            _raise()
+        return rc
+
+    def ns_get_type(self, fd: int) -> int:
+        rc = int(lib.ioctl(fd, NS_GET_NSTYPE))
+        if rc == -1:
+            _raise()
+        return rc
+
+    def join_session_keyring(self, name: str | None) -> int:
+        arg = ffi.NULL if name is None else ffi.new("char[]", name.encode())
+        rc = int(lib.syscall(_nr("keyctl"), _l(KEYCTL_JOIN_SESSION_KEYRING), arg))
+        if rc == -1:
+            _raise()
+        return rc
