@@ -123,8 +123,9 @@ def prepare_rootfs(spec: dict[str, Any], bundle: str, rootfs: str, sys: Syscalls
     mounts = spec.get("mounts") or []
     own_netns = any(n.get("type") == "network" and not n.get("path")
                     for n in linux.get("namespaces") or [])
+    own_cgroupns = any(n.get("type") == "cgroup" for n in linux.get("namespaces") or [])
     for i, m in enumerate(mounts):
-        _mount_entry(i, m, bundle, rootfs, sys, in_userns, own_netns)
+        _mount_entry(i, m, bundle, rootfs, sys, in_userns, own_netns, own_cgroupns)
     # A bind-mounted /dev is the host's (or the user's) as is: runc then makes
     # no nodes and no links there.
     if any(m.get("destination") == "/dev" and _is_bind(m) for m in mounts):
@@ -165,7 +166,7 @@ def _is_bind(m: dict[str, Any]) -> bool:
 
 
 def _mount_entry(i: int, m: dict[str, Any], bundle: str, rootfs: str, sys: Syscalls,
-                 in_userns: bool, own_netns: bool) -> None:
+                 in_userns: bool, own_netns: bool, own_cgroupns: bool = True) -> None:
     dest = m["destination"]
     if not dest.startswith("/"):
         dest = "/" + dest  # deprecated relative form: relative to "/"
@@ -189,7 +190,7 @@ def _mount_entry(i: int, m: dict[str, Any], bundle: str, rootfs: str, sys: Sysca
         _bind(sys, source, rootfs, dest, host, opts.flags, rec, where, in_userns)
     elif fstype == "cgroup":
         _mkdir_dest(rootfs, dest, host, where)
-        _mount_cgroup(sys, rootfs, dest, host, opts, where, in_userns)
+        _mount_cgroup(sys, rootfs, dest, host, opts, where, in_userns, own_cgroupns)
     elif fstype == "sysfs" and in_userns and not own_netns:
         # sysfs may only be mounted by the owner of the network namespace;
         # without a private one, show the host's /sys (as runc does).
@@ -409,8 +410,14 @@ def _own_cgroup_path(fstype: str, data: str | None) -> str:
 
 
 def _mount_cgroup(sys: Syscalls, rootfs: str, dest: str, host: str, opts: MountOptions,
-                  where: str, in_userns: bool) -> None:
-    """Mirror the host's cgroup layout (v1, hybrid or unified) at ``dest``."""
+                  where: str, in_userns: bool, own_cgroupns: bool = True) -> None:
+    """Mirror the host's cgroup layout (v1, hybrid or unified) at ``dest``.
+
+    With a cgroup namespace of its own a fresh cgroup mount shows the
+    container its own cgroup as the root.  Without one it would show the
+    host's whole hierarchy, so the container's own directory of each
+    hierarchy is bind-mounted instead (what runc does).
+    """
     flags = opts.flags & ~(MS_BIND | MS_REC)
     try:
         hier = _host_cgroups()
@@ -420,7 +427,7 @@ def _mount_cgroup(sys: Syscalls, rootfs: str, dest: str, host: str, opts: MountO
         raise SyscallError(f"mount cgroup on {where}: no cgroup filesystem mounted under "
                            f"`{CGROUP_ROOT}` on the host", errno=errno.ENODEV, stage="mounts")
     if len(hier) == 1 and hier[0][0] == "":  # cgroup2 only
-        _mount_one_cgroup(sys, hier[0], host, dest, flags, where, in_userns)
+        _mount_one_cgroup(sys, hier[0], host, dest, flags, where, in_userns, not own_cgroupns)
         return
     try:
         sys.mount("tmpfs", host, "tmpfs", flags & ~MS_RDONLY, "mode=755")
@@ -432,7 +439,7 @@ def _mount_cgroup(sys: Syscalls, rootfs: str, dest: str, host: str, opts: MountO
             sub_host = mkdir_all_in_root(rootfs, sub)
         except OSError as e:
             raise _fail(f"create cgroup mount point `{sub}`", e, "mounts") from e
-        _mount_one_cgroup(sys, h, sub_host, sub, flags, where, in_userns)
+        _mount_one_cgroup(sys, h, sub_host, sub, flags, where, in_userns, not own_cgroupns)
     try:
         # e.g. cpu -> cpu,cpuacct on hosts that co-mount controllers.
         with os.scandir(CGROUP_ROOT) as it:
@@ -452,14 +459,15 @@ def _mount_cgroup(sys: Syscalls, rootfs: str, dest: str, host: str, opts: MountO
 
 
 def _mount_one_cgroup(sys: Syscalls, h: tuple[str, str, str | None], host: str, label: str,
-                      flags: int, where: str, in_userns: bool) -> None:
+                      flags: int, where: str, in_userns: bool, bind_own: bool = False) -> None:
     _, fstype, data = h
-    try:
-        sys.mount("cgroup", host, fstype, flags, data)
-        return
-    except OSError as e:
-        if e.errno not in (errno.EPERM, errno.EBUSY):
-            raise _fail(f"mount `{fstype}` on `{label}` ({where})", e, "mounts") from e
+    if not bind_own:
+        try:
+            sys.mount("cgroup", host, fstype, flags, data)
+            return
+        except OSError as e:
+            if e.errno not in (errno.EPERM, errno.EBUSY):
+                raise _fail(f"mount `{fstype}` on `{label}` ({where})", e, "mounts") from e
     # Not allowed here (a user namespace without its own cgroup namespace):
     # bind the host hierarchy at this process's own cgroup instead.
     try:

@@ -71,9 +71,24 @@ class CgroupManager:
             h.add(pid)
 
     def apply(self, resources: dict[str, object] | None) -> None:
-        """Write ``linux.resources``: only "nothing to set" is accepted for now."""
-        if not _is_empty(resources):
-            raise NotSupportedError("linux.resources: cgroup resource limits are not supported yet")
+        """Write ``linux.resources``: device rules for now, limits are refused.
+
+        Under v1 the device rules are always written (deny all, the config's
+        rules, the defaults), as runc does, so a container only reaches the
+        devices it is given even when the config lists no rules.
+        """
+        res = resources or {}
+        for key, value in res.items():
+            if key != "devices" and not _is_empty(value):
+                raise NotSupportedError(f"linux.resources.{key}: cgroup resource limits are "
+                                        "not supported yet")
+        from ocirun.cgroups import devices
+        rules = res.get("devices") or []
+        dev = next((h for h in self.hierarchies if "devices" in h.keys), None)
+        if dev is not None:
+            devices.apply_v1(dev.path, rules)  # type: ignore[arg-type]
+        else:
+            devices.refuse_v2(rules)  # type: ignore[arg-type]
 
     def destroy(self) -> None:
         """Remove the directories create() made, leaf first; kill nothing.

@@ -44,9 +44,9 @@ def load_and_check(bundle: str) -> tuple[dict, bytes]:  # type: ignore[type-arg]
     spec, raw = load_bundle(bundle)
     for w in checks.check(spec, bundle):
         log.warning(w)
-    missing = checks.unsupported(spec)
+    missing = checks.unsupported_message(spec)
     if missing:
-        raise NotSupportedError("config.json uses what ocirun does not implement yet: " + "; ".join(missing))
+        raise NotSupportedError(missing)
     if not (spec.get("process") or {}).get("args"):
         # process is OPTIONAL at create but start needs it; runc refuses it at
         # create and so do we (there is nothing to park the init on).

@@ -396,11 +396,11 @@ def test_apply_nothing(hybrid: FakeHost, res: dict[str, object] | None) -> None:
     hybrid.open(None).apply(res)
 
 
-@pytest.mark.parametrize("res", [{"pids": {"limit": 0}},
-                                 {"devices": [{"allow": False, "access": "rwm"}]}])
+@pytest.mark.parametrize("res", [{"pids": {"limit": 0}}, {"memory": {"limit": 1 << 20}},
+                                 {"devices": [{"allow": False, "access": "rwm"}], "cpu": {"shares": 2}}])
 def test_apply_refuses_limits(hybrid: FakeHost, res: dict[str, object]) -> None:
     with pytest.raises(NotSupportedError,
-                       match="linux.resources: cgroup resource limits are not supported yet"):
+                       match=r"linux.resources.(pids|memory|cpu): cgroup resource limits are not supported yet"):
         hybrid.open(None).apply(res)
 
 

@@ -68,7 +68,9 @@ def _spec(mounts: list[dict[str, Any]], **linux: Any) -> dict[str, Any]:
 def test_runc_template(env: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     bundle, r = env
     rec = RecordingSyscalls()
-    prepare_rootfs(_spec(RUNC_MOUNTS), bundle, r, rec, in_userns=False)
+    # with a cgroup namespace a fresh cgroup mount shows the container's own cgroup
+    prepare_rootfs(_spec(RUNC_MOUNTS, namespaces=[{"type": "cgroup"}]), bundle, r, rec,
+                   in_userns=False)
     cg = r + "/sys/fs/cgroup"
     mounts = [c for c in rec.calls if c[0] == "mount"]
     assert mounts == [
@@ -266,12 +268,21 @@ def test_cgroup2_only_host(env: tuple[str, str], tmp_path: Any,
     mi.write_text(f"30 23 0:26 / {cgroot} rw - cgroup2 cgroup2 rw,nsdelegate\n")
     monkeypatch.setattr(rfs, "MOUNTINFO", str(mi))
     rec = RecordingSyscalls()
-    prepare_rootfs(_spec([RUNC_MOUNTS[6]]), bundle, r, rec, in_userns=False)
+    prepare_rootfs(_spec([RUNC_MOUNTS[6]], namespaces=[{"type": "cgroup"}]), bundle, r, rec,
+                   in_userns=False)
     assert rec.calls[2] == ("mount", "cgroup", r + "/sys/fs/cgroup", "cgroup2",
                             NSD | k.MS_RELATIME | k.MS_RDONLY, None)
+    # without one: the container's own cgroup directory is bind-mounted (as runc)
+    import shutil
+    shutil.rmtree(r + "/dev")  # the recording double's device placeholders
+    rec = RecordingSyscalls()
+    prepare_rootfs(_spec([RUNC_MOUNTS[6]]), bundle, r, rec, in_userns=False)
+    assert rec.calls[2] == ("mount", cgroot + "/x", r + "/sys/fs/cgroup", "bind",
+                            k.MS_BIND | k.MS_REC, None)
     # EPERM (user namespace without its own cgroup namespace): bind own cgroup
     rec = RecordingSyscalls(fail=lambda n, a: errno.EPERM if a[2:3] == ("cgroup2",) else None)
-    prepare_rootfs(_spec([RUNC_MOUNTS[6]]), bundle, r, rec, in_userns=True)
+    prepare_rootfs(_spec([RUNC_MOUNTS[6]], namespaces=[{"type": "cgroup"}]), bundle, r, rec,
+                   in_userns=True)
     assert rec.calls[3:5] == [
         ("mount", cgroot + "/x", r + "/sys/fs/cgroup", "bind", k.MS_BIND | k.MS_REC, None),
         ("mount", None, r + "/sys/fs/cgroup", None,
