@@ -246,3 +246,33 @@ def _name(bit: int) -> str:
         if b == bit:
             return name
     return f"capability {bit}"
+
+
+def own_bounding_set(status_path: str = "/proc/self/status") -> int | None:
+    """The runtime's own bounding set (CapBnd), or None if unreadable."""
+    try:
+        with open(status_path, "rb") as f:
+            for line in f:
+                if line.startswith(b"CapBnd:"):
+                    return int(line.split()[1], 16)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def limit_to_grantable(sets: CapSets, grantable: int) -> list[str]:
+    """Drop what the runtime itself cannot grant, with a warning per set.
+
+    config.md: capabilities that cannot be granted MUST produce a warning and
+    SHOULD NOT fail the container.  A runtime cannot hand out a capability
+    outside its own bounding set (a nested or restricted caller).
+    """
+    warnings = []
+    for name in SET_NAMES:
+        mask = getattr(sets, name)
+        lost = mask & ~grantable
+        if lost:
+            setattr(sets, name, mask & grantable)
+            warnings.append(f"process.capabilities.{name}: {', '.join(names_of(lost))} cannot be "
+                            "granted (not in the runtime's own bounding set), left out")
+    return warnings

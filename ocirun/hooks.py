@@ -16,6 +16,8 @@ the pipes plus a pidfd.  Signal numbers below are the generic Linux ones.
 from __future__ import annotations
 
 import os
+
+import _signal
 import select
 import time
 
@@ -113,8 +115,16 @@ def _high_fd(fd: int) -> int:
     another when the runtime itself was started with stdio closed."""
     if fd > 2:
         return fd
-    import fcntl  # cheap C module; only needed in this rare case
-    new = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    # No imports here: startContainer hooks run after pivot_root, where the
+    # runtime's modules are out of reach.
+    low = []
+    new = os.dup(fd)
+    while new <= 2:  # dup takes the lowest free slot: hold those until past 2
+        low.append(new)
+        new = os.dup(fd)
+    for d in low:
+        os.close(d)
+    os.set_inheritable(new, False)
     os.close(fd)
     return new
 
@@ -313,9 +323,8 @@ def _describe(status: int) -> str | None:
         return None
     if code > 0:
         return f"exit status {code}"
-    import signal  # only on this failure path: it pulls in enum (~3 ms)
-    try:
-        name = signal.Signals(-code).name
-    except ValueError:
-        name = f"signal {-code}"
-    return f"killed by signal {-code} ({name})"
+    # _signal, not signal: signal pulls in enum (~3 ms), and nothing may be
+    # imported lazily in a hook run after pivot_root.
+    names = {getattr(_signal, n): n for n in dir(_signal)
+             if n.startswith("SIG") and not n.startswith(("SIG_", "SIGRT"))}
+    return f"killed by signal {-code} ({names.get(-code, 'unknown')})"

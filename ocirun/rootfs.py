@@ -144,6 +144,10 @@ def _root_propagation(value: str | None, rootfs: str, sys: Syscalls) -> None:
     """Cut (or shape) propagation between the host and the new mount namespace."""
     if value is None:
         flag = MS_SLAVE | MS_REC  # nothing the container mounts reaches the host
+    elif value == "unbindable":
+        # the rootfs could not be bind-mounted out of an unbindable tree;
+        # finish_rootfs makes the new "/" unbindable after the pivot
+        flag = PROPAGATION_OPTIONS["private"] | MS_REC
     elif value in PROPAGATION_OPTIONS:
         flag = PROPAGATION_OPTIONS[value] | MS_REC
     else:
@@ -519,6 +523,16 @@ def finish_rootfs(spec: dict[str, Any], rootfs: str, sys: Syscalls, *, no_pivot:
         _move_root(rootfs, sys)
     else:
         _pivot_root(rootfs, sys)
+    linux = spec.get("linux") or {}
+    prop = linux.get("rootfsPropagation")
+    if prop in PROPAGATION_OPTIONS:
+        # config-linux.md: the value is the rootfs mount's own propagation.
+        # Before the pivot only the tree around it could be shaped (pivot_root
+        # refuses a shared new_root; an unbindable one cannot be bound).
+        try:
+            sys.mount(None, "/", None, PROPAGATION_OPTIONS[prop], None)
+        except OSError as e:
+            raise _fail(f"set propagation of the rootfs to `{prop}`", e, "rootfs") from e
     for i, m in enumerate(spec.get("mounts") or []):
         # /dev was mounted read-write to create nodes; honour its ro now.
         if m.get("destination") == "/dev" and m.get("type") == "tmpfs":
@@ -528,7 +542,6 @@ def finish_rootfs(spec: dict[str, Any], rootfs: str, sys: Syscalls, *, no_pivot:
                     sys.mount(None, "/dev", None, MS_REMOUNT | opts.flags, opts.data or None)
                 except OSError as e:
                     raise _fail(f"remount `/dev` (mounts[{i}]) read-only", e, "mounts") from e
-    linux = spec.get("linux") or {}
     for p in linux.get("readonlyPaths") or []:
         _readonly_path(p, sys)
     for p in linux.get("maskedPaths") or []:

@@ -55,7 +55,7 @@ def load_and_check(bundle: str) -> tuple[dict, bytes]:  # type: ignore[type-arg]
 
 
 def make_plan(cid: str, spec: dict, bundle: str, opts: CreateOptions) -> InitPlan:  # type: ignore[type-arg]
-    from ocirun.capabilities import compute_caps
+    from ocirun.capabilities import compute_caps, limit_to_grantable, own_bounding_set
     from ocirun.namespaces import NamespacePlan
     from ocirun.process.plan import InitPlan
     linux = spec.get("linux") or {}
@@ -65,8 +65,12 @@ def make_plan(cid: str, spec: dict, bundle: str, opts: CreateOptions) -> InitPla
                           "(add {\"type\": \"mount\"}) to set up the root filesystem")
     proc = spec["process"]
     caps, warnings = compute_caps(proc.get("capabilities"))
+    grantable = own_bounding_set()  # inherited into a new user namespace too
+    if grantable is not None:
+        warnings += limit_to_grantable(caps, grantable)
     for w in warnings:
-        log.warning(w)
+        if "unknown" not in w:  # checks.check() has warned about unknown names
+            log.warning(w)
     rootfs = os.path.realpath(os.path.join(bundle, spec["root"]["path"]))
     env = list(proc.get("env") or [])
     if not any(e.startswith("HOME=") for e in env):
@@ -107,6 +111,8 @@ def create(store: StateStore, cid: str, opts: CreateOptions) -> ContainerState:
     plan = make_plan(cid, spec, bundle, opts)
     sys = LinuxSyscalls()
     from ocirun import namespaces
+    from ocirun.process.init import preload
+    preload(plan)
     with Rollback() as rb:
         plan.join_fds = namespaces.open_joins(plan.ns, sys)
         for fd, _ in plan.join_fds:

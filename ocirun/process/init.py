@@ -34,6 +34,26 @@ if TYPE_CHECKING:
     from ocirun.process.plan import InitPlan
 
 
+def preload(plan: InitPlan) -> None:
+    """Import, in the parent, every module the children use.
+
+    After pivot_root the runtime's own files are out of reach, so an import
+    in the init would fail there; imported before the fork they are shared
+    copy-on-write and cost the children nothing.
+    """
+    import ocirun.capabilities
+    import ocirun.namespaces
+    import ocirun.pathres
+    import ocirun.rootfs
+    import ocirun.user
+    import ocirun.process.intermediate  # noqa: F401
+    proc = plan.spec.get("process") or {}
+    if proc.get("rlimits") or "oomScoreAdj" in proc:
+        import ocirun.rlimits  # noqa: F401
+    if plan.spec.get("hooks"):
+        import ocirun.hooks  # noqa: F401
+
+
 def close_inherited_fds(plan: InitPlan, chan: Channel) -> None:                 # N1
     keep = {chan.rfd, chan.wfd, plan.fifo_fd, *range(3, 3 + plan.keep_fds)}
     keep.discard(-1)
@@ -213,6 +233,8 @@ def exec_process(plan: InitPlan, exe: str, fifo: int) -> None:                  
         _fail_start(fifo, e.code, e.errno, e.msg)
     except OSError as e:
         _fail_start(fifo, "exec", e.errno, f'exec: "{proc["args"][0]}": {e.strerror.lower() if e.strerror else e}')
+    except BaseException as e:  # never die silently: start would take it for an exec
+        _fail_start(fifo, "error", None, f"start: internal error: {type(e).__name__}: {e}")
 
 
 def _env_dict(env: list[str]) -> dict[str, str]:

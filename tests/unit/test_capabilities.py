@@ -174,3 +174,21 @@ def test_apply_ambient_failure() -> None:
     rec = RecordingSyscalls(fail=lambda name, args: errno.EPERM if name == "prctl" and args[:2] == (PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE) else None)
     with pytest.raises(SyscallError, match=r"raise ambient capability `CAP_KILL`"):
         apply_caps(CapSets(bounding=32, effective=32, permitted=32, inheritable=32, ambient=32), rec, last=40)
+
+
+def test_limit_to_grantable_warns_and_drops() -> None:
+    from ocirun.capabilities import KNOWN_CAPABILITIES as K
+    from ocirun.capabilities import CapSets, limit_to_grantable
+    kill, admin = 1 << K["CAP_KILL"], 1 << K["CAP_SYS_ADMIN"]
+    sets = CapSets(bounding=kill | admin, effective=kill | admin, permitted=kill)
+    warnings = limit_to_grantable(sets, grantable=kill)
+    assert sets.bounding == kill and sets.effective == kill and sets.permitted == kill
+    assert len(warnings) == 2 and all("CAP_SYS_ADMIN cannot be granted" in w for w in warnings)
+
+
+def test_own_bounding_set(tmp_path) -> None:
+    from ocirun.capabilities import own_bounding_set
+    p = tmp_path / "status"
+    p.write_text("Name:\tx\nCapBnd:\t000001ffffffffff\n")
+    assert own_bounding_set(str(p)) == 0x1FFFFFFFFFF
+    assert own_bounding_set(str(tmp_path / "nope")) is None

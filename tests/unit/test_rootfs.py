@@ -227,13 +227,20 @@ def test_idmap_is_refused(env: tuple[str, str]) -> None:
                        bundle, r, RecordingSyscalls(), in_userns=False)
 
 
-@pytest.mark.parametrize("prop,flag", [("private", k.MS_PRIVATE), ("slave", k.MS_SLAVE),
-                                       ("unbindable", k.MS_UNBINDABLE)])
-def test_rootfs_propagation(env: tuple[str, str], prop: str, flag: int) -> None:
+@pytest.mark.parametrize("prop,flag,tree", [("private", k.MS_PRIVATE, k.MS_PRIVATE),
+                                            ("slave", k.MS_SLAVE, k.MS_SLAVE),
+                                            ("unbindable", k.MS_UNBINDABLE, k.MS_PRIVATE),
+                                            ("shared", k.MS_SHARED, k.MS_SHARED)])
+def test_rootfs_propagation(env: tuple[str, str], prop: str, flag: int, tree: int) -> None:
     bundle, r = env
     rec = RecordingSyscalls()
     prepare_rootfs(_spec([], rootfsPropagation=prop), bundle, r, rec, in_userns=False)
-    assert rec.calls[0] == ("mount", None, "/", None, flag | k.MS_REC, None)
+    # the tree is shaped before the rootfs bind (unbindable could not be bound) ...
+    assert rec.calls[0] == ("mount", None, "/", None, tree | k.MS_REC, None)
+    # ... and the value itself lands on the new "/" right after the pivot
+    rec = RecordingSyscalls()
+    finish_rootfs(_spec([], rootfsPropagation=prop), r, rec, no_pivot=True)
+    assert ("mount", None, "/", None, flag, None) in rec.calls
 
 
 def test_shared_propagation_privatises_the_parent(env: tuple[str, str]) -> None:
