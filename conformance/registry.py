@@ -20,6 +20,7 @@ class Fail(AssertionError):
 
 
 class TestCase:
+    __test__ = False  # not a pytest class
     __slots__ = ("id", "ref", "level", "summary", "func", "module")
 
     def __init__(self, tid: str, ref: str, level: str, summary: str, func: Callable) -> None:

@@ -8,7 +8,8 @@ Markers (registered here so ``--strict-markers`` works):
 - ``requires_runc``: needs Debian's ``runc`` (differential tests); skipped when it is absent.
 
 The runtime under test is a command line: ``$OCIRUN_TEST_RUNTIME`` (shlex-split), else
-``ocirun`` when it is on PATH, else ``python3 -m ocirun`` run from this repository.
+the ``ocirun`` launcher installed beside the running interpreter (the venv), else
+``ocirun`` on PATH, else ``python3 -m ocirun`` run from this repository.
 
 Leak check (issue 2, point 11): every process a test starts carries a session token in its
 environment (``OCITEST=<token>-<n>``), every container id starts with the token, and every
@@ -44,6 +45,10 @@ def runtime_command() -> list[str]:
     env = os.environ.get("OCIRUN_TEST_RUNTIME", "").strip()
     if env:
         return shlex.split(env)
+    # the launcher installed beside this interpreter (the venv .ci/setup made)
+    beside = os.path.join(os.path.dirname(sys.executable), "ocirun")
+    if os.access(beside, os.X_OK):
+        return [beside]
     exe = shutil.which("ocirun")
     if exe:
         return [exe]

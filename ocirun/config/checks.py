@@ -62,7 +62,6 @@ NOT_YET: dict[str, str] = {
     "linux.intelRdt": "Intel RDT (not implemented yet)",
     "linux.netDevices": "moving network devices (not implemented yet)",
     "linux.memoryPolicy": "NUMA memory policy (not implemented yet)",
-    "linux.personality": "personality (not implemented yet)",
     "process.terminal": "terminal (not implemented yet)",
     "process.scheduler": "scheduler policy (not implemented yet)",
     "process.ioPriority": "I/O priority (not implemented yet)",
@@ -391,11 +390,21 @@ def check_rootfs_propagation(spec: dict[str, object], bundle: str, out: Report) 
                                                f"{', '.join(sorted(PROPAGATIONS))}")
 
 
+def check_personality(spec: dict[str, object], bundle: str, out: Report) -> None:
+    """config-linux.md "Personality": no flag values are defined by the spec."""
+    pers = (spec.get("linux") or {}).get("personality")  # type: ignore[union-attr]
+    if isinstance(pers, dict):
+        if pers.get("domain") not in ("LINUX", "LINUX32"):
+            out.error("$.linux.personality.domain", f"{pers.get('domain')!r} is not LINUX or LINUX32")
+        if pers.get("flags"):
+            out.error("$.linux.personality.flags", "the spec defines no personality flags")
+
+
 CHECKS: tuple[Callable[[dict[str, object], str, Report], None], ...] = (
     check_oci_version, check_root, check_process, check_rlimits, check_capabilities,
     check_mounts, check_hooks, check_uts, check_namespaces, check_id_mappings,
     check_time_offsets, check_sysctl, check_devices, check_path_lists,
-    check_rootfs_propagation,
+    check_rootfs_propagation, check_personality,
 )
 
 

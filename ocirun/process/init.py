@@ -136,6 +136,19 @@ def switch_root(plan: InitPlan, sys: api.Syscalls) -> None:                    #
     rootfs.finish_rootfs(plan.spec, plan.rootfs, sys, no_pivot=plan.no_pivot)
 
 
+# config-linux.md "Personality": execution domains (linux/personality.h)
+PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
+
+
+def set_personality(personality: dict[str, object], sys: api.Syscalls) -> None:
+    domain = str(personality.get("domain"))
+    try:
+        sys.personality(PERSONALITY_DOMAINS[domain])
+    except OSError as e:
+        raise SyscallError(f"linux.personality: set domain {domain}: {e.strerror}", errno=e.errno,
+                           stage="personality") from e
+
+
 def process_limits(plan: InitPlan, sys: api.Syscalls) -> None:                 # N7
     if not plan.no_new_keyring:
         try:
@@ -147,6 +160,9 @@ def process_limits(plan: InitPlan, sys: api.Syscalls) -> None:                 #
             if e.errno not in (errno.ENOSYS, errno.EACCES, errno.EPERM):
                 raise SyscallError(f"join session keyring: {e.strerror}", errno=e.errno,
                                    stage="keyring") from e
+    personality = (plan.spec.get("linux") or {}).get("personality")
+    if personality:
+        set_personality(personality, sys)
     proc = plan.spec.get("process") or {}
     if proc.get("rlimits"):
         from ocirun.rlimits import apply_rlimits

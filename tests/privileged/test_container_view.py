@@ -323,7 +323,7 @@ def test_umask(lab: Any, umask: int) -> None:
     def mutate(cfg: dict[str, Any]) -> None:
         cfg["process"]["user"]["umask"] = umask
 
-    assert lab.sh("umask").strip() == f"{umask:04o}"
+    assert lab.sh("umask", mutate).strip() == f"{umask:04o}"
 
 
 def _passwd_home(uid: int) -> str:

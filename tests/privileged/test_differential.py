@@ -88,6 +88,14 @@ def normalise_view(text: str, lab: Any) -> dict[str, Any]:
     for line in s["mounts"]:
         f = line.split()
         sep = f.index("-")
+        # Deliberate differences from runc 1.1.5 (specs/cli.md): ocirun also
+        # mounts a hybrid host's unified (cgroup2) hierarchy, and honours `ro`
+        # on the /sys/fs/cgroup tmpfs itself, where runc leaves it writable.
+        if f[4] == "/sys/fs/cgroup/unified":
+            continue
+        if f[4] == "/sys/fs/cgroup" and f[sep + 1] == "tmpfs":
+            f[5] = f[5].replace("ro", "rw")
+            f[sep + 3] = f[sep + 3].replace("ro", "rw")
         # Keep: mount point, fs type, per-mount and per-superblock options. Drop: ids,
         # device numbers, and the root within the fs (cgroup roots name the container).
         root = f[3] if f[sep + 1] not in ("cgroup", "cgroup2") else "<cg>"

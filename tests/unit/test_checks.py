@@ -340,7 +340,18 @@ def test_unsupported_ignores_empty_values() -> None:
 
 def test_not_yet_table_covers_brief() -> None:
     for key in ("linux.resources.memory", "linux.resources.pids", "linux.seccomp", "linux.intelRdt", "linux.netDevices",
-                "linux.memoryPolicy", "linux.personality", "process.terminal", "process.scheduler",
+                "linux.memoryPolicy", "process.terminal", "process.scheduler",
                 "process.ioPriority", "process.apparmorProfile", "process.selinuxLabel",
                 "mounts[].uidMappings"):
         assert key in NOT_YET
+
+
+def test_personality_checks(tmp_path) -> None:
+    from ocirun.config.checks import Report, check_personality
+    ok = Report()
+    check_personality({"linux": {"personality": {"domain": "LINUX32"}}}, str(tmp_path), ok)
+    assert not ok.errors
+    bad = Report()
+    check_personality({"linux": {"personality": {"domain": "LINUX", "flags": ["X"]}}},
+                      str(tmp_path), bad)
+    assert bad.errors == ["$.linux.personality.flags: the spec defines no personality flags"]
