@@ -1,0 +1,74 @@
+"""The hot path of a real container imports only what it needs (names, not times).
+
+Runs create, start, state, kill and delete of a real busybox container, each
+in a fresh ``python -I -S -X importtime`` (as the launcher runs), and fails
+when a heavy module shows up.  ARCHITECTURE.md "Speed".
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import bundle as bundle_mod
+
+REPO = Path(__file__).resolve().parents[2]
+
+HEAVY = {"jsonschema", "argparse", "logging", "subprocess", "dataclasses", "typing", "socket",
+         "asyncio", "pycparser", "ptrace", "seccomp", "pyseccomp", "fastjsonschema", "json",
+         "contextlib", "enum", "re", "signal", "shutil", "pathlib", "tempfile", "selectors"}
+
+
+def _imports(root: str, argv: list[str], cwd: str) -> set[str]:
+    # what bin/ocirun does: -I -S, then this interpreter's site-packages (cffi)
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); "
+            "v = sys.version_info; "
+            "sys.path.append(f'{sys.prefix}/lib/python{v[0]}.{v[1]}/site-packages'); "
+            "from ocirun.cli import main; "
+            f"sys.exit(main({['--root', root] + argv!r}))")
+    # a file, not a pipe: the container inherits the runtime's stdio, and a
+    # pipe would not see EOF while the container lives
+    err_path = os.path.join(cwd, f"importtime-{argv[0]}.txt")
+    with open(err_path, "w+") as err:
+        r = subprocess.run([sys.executable, "-I", "-S", "-X", "importtime", "-c", code],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                           cwd=cwd, timeout=60)
+        err.seek(0)
+        text = err.read()
+    assert r.returncode == 0, (argv, text[-2000:])
+    mods = set()
+    for line in text.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            mods.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+    return mods
+
+
+@pytest.fixture
+def container(tmp_path: Path) -> Any:
+    root = str(tmp_path / "root")
+    b = tmp_path / "bundle"
+    bundle_mod.write_bundle(str(b), args=["sleep", "60"])
+    cid = f"hotpath-{uuid.uuid4().hex[:8]}"
+    yield root, str(b), cid
+    # clean up whatever the test left, even on failure
+    subprocess.run([sys.executable, "-m", "ocirun", "--root", root, "delete", "-f", cid],
+                   cwd=str(REPO), capture_output=True, timeout=60)
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def test_lifecycle_commands_stay_lean(container: Any, tmp_path: Path) -> None:
+    root, bdir, cid = container
+    steps = [["create", "--bundle", bdir, cid], ["start", cid], ["state", cid],
+             ["kill", cid, "KILL"], ["delete", "--force", cid]]
+    for argv in steps:
+        mods = _imports(root, argv, str(tmp_path))
+        assert "ocirun" in mods
+        assert not (mods & HEAVY), f"{argv[0]}: heavy imports {sorted(mods & HEAVY)}"
+    assert not os.path.exists(os.path.join(root, cid))
