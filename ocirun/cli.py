@@ -60,7 +60,7 @@ NOT_YET = ("exec", "ps", "pause", "resume", "events", "update", "features", "che
 
 
 class Parsed:
-    __slots__ = ("opts", "args")
+    __slots__ = ("args", "opts")
 
     def __init__(self) -> None:
         self.opts: dict[str, object] = {}

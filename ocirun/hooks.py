@@ -15,9 +15,8 @@ the pipes plus a pidfd.  Signal numbers below are the generic Linux ones.
 
 from __future__ import annotations
 
-import os
-
 import _signal
+import os
 import select
 import time
 

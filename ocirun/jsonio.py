@@ -20,8 +20,15 @@ _WS = " \t\n\r"
 
 
 class _ScanContext:
-    __slots__ = ("strict", "object_hook", "object_pairs_hook", "parse_float", "parse_int",
-                 "parse_constant", "memo")
+    __slots__ = (
+        "memo",
+        "object_hook",
+        "object_pairs_hook",
+        "parse_constant",
+        "parse_float",
+        "parse_int",
+        "strict",
+    )
 
     def __init__(self, pairs_hook: Any = None) -> None:
         self.strict = True

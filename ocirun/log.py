@@ -19,7 +19,7 @@ _LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
 
 
 class _Config:
-    __slots__ = ("fd", "json", "debug", "to_stderr")
+    __slots__ = ("debug", "fd", "json", "to_stderr")
 
     def __init__(self) -> None:
         self.fd = 2

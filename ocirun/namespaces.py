@@ -42,7 +42,7 @@ _JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount"
 class NamespacePlan:
     """What the intermediate and init do; computed in the parent."""
 
-    __slots__ = ("new", "unshare_flags", "new_user", "new_cgroup", "new_pid", "new_time", "joins")
+    __slots__ = ("joins", "new", "new_cgroup", "new_pid", "new_time", "new_user", "unshare_flags")
 
     def __init__(self, namespaces: list[dict[str, str]]) -> None:
         self.new: set[str] = set()

@@ -47,8 +47,18 @@ def rfc3339_nano(ns: int) -> str:
 class ContainerState:
     """What ``create`` records; everything else is derived."""
 
-    __slots__ = ("id", "pid", "pid_start", "bundle", "rootfs", "created", "oci_version",
-                 "annotations", "cgroup_paths", "dir")
+    __slots__ = (
+        "annotations",
+        "bundle",
+        "cgroup_paths",
+        "created",
+        "dir",
+        "id",
+        "oci_version",
+        "pid",
+        "pid_start",
+        "rootfs",
+    )
 
     def __init__(self, cid: str, *, pid: int = 0, pid_start: int = 0, bundle: str = "",
                  rootfs: str = "", created: str = "", oci_version: str = "",

@@ -21,8 +21,15 @@ if TYPE_CHECKING:
 
 
 class CreateOptions:
-    __slots__ = ("bundle", "pid_file", "console_socket", "no_pivot", "no_new_keyring",
-                 "preserve_fds", "cgroup_root")
+    __slots__ = (
+        "bundle",
+        "cgroup_root",
+        "console_socket",
+        "no_new_keyring",
+        "no_pivot",
+        "pid_file",
+        "preserve_fds",
+    )
 
     def __init__(self, bundle: str = ".", pid_file: str | None = None,
                  console_socket: str | None = None, no_pivot: bool = False,

@@ -7,9 +7,8 @@ every process of the container's cgroup.
 
 from __future__ import annotations
 
-import os
-
 import _signal
+import os
 
 from ocirun import errors
 from ocirun.state import CREATED, PAUSED, RUNNING, ContainerState, StateStore

@@ -8,9 +8,8 @@ exits with the container's status: the exit code, or 128+signal.
 
 from __future__ import annotations
 
-import os
-
 import _signal
+import os
 
 from ocirun.ops.create import CreateOptions, create
 from ocirun.state import StateStore

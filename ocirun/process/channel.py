@@ -15,7 +15,7 @@ from ocirun import errors, jsonio, log
 
 
 class Channel:
-    __slots__ = ("rfd", "wfd", "_buf", "peer")
+    __slots__ = ("_buf", "peer", "rfd", "wfd")
 
     def __init__(self, rfd: int, wfd: int, peer: str = "child") -> None:
         self.rfd = rfd

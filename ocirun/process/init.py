@@ -44,12 +44,12 @@ def preload(plan: InitPlan) -> None:
     import ocirun.capabilities
     import ocirun.namespaces
     import ocirun.pathres
+    import ocirun.process.intermediate
     import ocirun.rootfs
     import ocirun.user
-    import ocirun.process.intermediate  # noqa: F401
     proc = plan.spec.get("process") or {}
     if proc.get("rlimits") or "oomScoreAdj" in proc:
-        import ocirun.rlimits  # noqa: F401
+        import ocirun.rlimits
     if plan.spec.get("hooks"):
         import ocirun.hooks  # noqa: F401
 

@@ -15,9 +15,23 @@ if TYPE_CHECKING:
 
 
 class InitPlan:
-    __slots__ = ("cid", "spec", "bundle", "rootfs", "ns", "join_fds", "fifo_fd", "no_pivot",
-                 "no_new_keyring", "keep_fds", "caps", "env", "hook_base", "has_create_hooks",
-                 "detached_stdio")
+    __slots__ = (
+        "bundle",
+        "caps",
+        "cid",
+        "detached_stdio",
+        "env",
+        "fifo_fd",
+        "has_create_hooks",
+        "hook_base",
+        "join_fds",
+        "keep_fds",
+        "no_new_keyring",
+        "no_pivot",
+        "ns",
+        "rootfs",
+        "spec",
+    )
 
     def __init__(self, *, cid: str, spec: dict, bundle: str, rootfs: str,  # type: ignore[type-arg]
                  ns: NamespacePlan, caps: CapSets | None, env: list[str],

@@ -123,7 +123,6 @@ class Syscalls(Protocol):
 
     def capget(self) -> tuple[int, int, int]:
         """(effective, permitted, inheritable) 64-bit masks of this thread."""
-        ...
 
     def capset(self, effective: int, permitted: int, inheritable: int) -> None: ...
 
@@ -137,6 +136,5 @@ class Syscalls(Protocol):
 
     def ns_get_type(self, fd: int) -> int:
         """``ioctl(fd, NS_GET_NSTYPE)``: the CLONE_NEW* flag of a namespace fd."""
-        ...
 
     def join_session_keyring(self, name: str | None) -> int: ...
