@@ -30,10 +30,6 @@ TYPE_FLAGS = {
     "time": api.CLONE_NEWTIME,
 }
 
-# /proc/<pid>/ns/<name> for each config type
-PROC_NAMES = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts",
-              "user": "user", "cgroup": "cgroup", "time": "time"}
-
 # setns order: user first (later joins are checked against it), mount last
 # (after it, paths of the runtime's mount namespace are no longer reachable).
 _JOIN_ORDER = ("user", "ipc", "uts", "network", "pid", "cgroup", "time", "mount")

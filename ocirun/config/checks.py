@@ -20,6 +20,7 @@ import os
 
 from ocirun.capabilities import KNOWN_CAPABILITIES
 from ocirun.errors import ConfigError
+from ocirun.procfs import NS_LINK_NAMES
 from ocirun.rlimits import RLIMITS
 
 TYPE_CHECKING = False
@@ -28,10 +29,6 @@ if TYPE_CHECKING:
 
 # Highest spec version whose fields this runtime knows.
 SPEC_MAX = (1, 3, 0)
-
-# Namespace type -> name of its link under /proc/<pid>/ns.
-NS_LINK = {"pid": "pid", "network": "net", "mount": "mnt", "ipc": "ipc", "uts": "uts",
-           "user": "user", "cgroup": "cgroup", "time": "time"}
 
 # sysctls isolated by the IPC namespace (ipc_namespaces(7)); fs.mqueue.* too.
 IPC_SYSCTLS = frozenset({"kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem",
@@ -115,7 +112,7 @@ def _in_bundle(bundle: str, path: str) -> str:
 def _same_as_host(kind: str, path: str) -> bool:
     """True if namespace file ``path`` is the runtime's own namespace of ``kind``."""
     try:
-        mine = os.stat(f"/proc/self/ns/{NS_LINK[kind]}")
+        mine = os.stat(f"/proc/self/ns/{NS_LINK_NAMES[kind]}")
         theirs = os.stat(path)
     except OSError:
         return False
