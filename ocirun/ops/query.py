@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from ocirun import jsonio
+from ocirun.errors import NotFoundError
 from ocirun.state import StateStore
 
 
@@ -32,6 +33,8 @@ def list_states(store: StateStore) -> tuple[list[dict[str, object]], list[str]]:
     for cid in store.list_ids():
         try:
             st = store.load(cid)
+        except NotFoundError:
+            continue  # being created (no state.json yet): not a container yet
         except Exception as e:  # one broken entry must not hide the others
             errs.append(f"{cid}: {e}")
             continue
