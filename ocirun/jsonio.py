@@ -44,7 +44,7 @@ def _bad_constant(name: str) -> Any:
     raise ValueError(f"`{name}` is not valid JSON")
 
 
-_scanner = _json.make_scanner(_ScanContext())
+_scanner = _json.make_scanner(_ScanContext())  # type: ignore[arg-type]  # duck-typed context
 
 
 class JSONError(ValueError):
@@ -61,7 +61,7 @@ def loads(text: str | bytes, pairs_hook: Any = None) -> Any:
     """Parse one JSON document (strict: no NaN/Infinity, no trailing data)."""
     if isinstance(text, (bytes, bytearray)):
         text = text.decode("utf-8")
-    scan = _scanner if pairs_hook is None else _json.make_scanner(_ScanContext(pairs_hook))
+    scan = _scanner if pairs_hook is None else _json.make_scanner(_ScanContext(pairs_hook))  # type: ignore[arg-type]
     n = len(text)
     i = 0
     while i < n and text[i] in _WS:

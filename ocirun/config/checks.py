@@ -389,7 +389,8 @@ def check_rootfs_propagation(spec: dict[str, object], bundle: str, out: Report) 
 
 def check_personality(spec: dict[str, object], bundle: str, out: Report) -> None:
     """config-linux.md "Personality": no flag values are defined by the spec."""
-    pers = (spec.get("linux") or {}).get("personality")  # type: ignore[union-attr]
+    linux = spec.get("linux")
+    pers = linux.get("personality") if isinstance(linux, dict) else None
     if isinstance(pers, dict):
         if pers.get("domain") not in ("LINUX", "LINUX32"):
             out.error("$.linux.personality.domain", f"{pers.get('domain')!r} is not LINUX or LINUX32")

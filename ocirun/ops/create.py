@@ -17,6 +17,8 @@ from ocirun.state import FIFO, ContainerState, StateStore, rfc3339_nano
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from ocirun.process.plan import InitPlan
 
 
@@ -44,11 +46,12 @@ class CreateOptions:
         self.cgroup_root = cgroup_root
 
 
-def load_and_check(bundle: str) -> tuple[dict, bytes]:  # type: ignore[type-arg]
+def load_and_check(bundle: str) -> tuple[dict[str, Any], bytes]:
     """Read, validate and meaning-check the bundle's config; refuse the unbuilt."""
     from ocirun.config import checks
     from ocirun.config.bundle import load_bundle
-    spec, raw = load_bundle(bundle)
+    loaded, raw = load_bundle(bundle)
+    spec: dict[str, Any] = loaded  # schema-validated: the shapes below hold
     for w in checks.check(spec, bundle):
         log.warning(w)
     missing = checks.unsupported_message(spec)

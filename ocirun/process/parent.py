@@ -96,7 +96,7 @@ def launch(plan: InitPlan, mgr: CgroupManager | None, rb: Rollback, sys: api.Sys
                        parent_fds, "intermediate")                             # P2
     rb.push(lambda: kill_and_reap(inter))
     child_chan.close()
-    init_pid = 0
+    init_pid: int = 0
     try:
         msg = chan.expect("userns_map_request", "init_pid")
         if msg["type"] == "userns_map_request":
