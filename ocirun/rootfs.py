@@ -47,6 +47,7 @@ from ocirun.syscalls.api import (
 
 TYPE_CHECKING = False  # avoids importing typing (~8 ms cold); mypy still honours it
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from ocirun.syscalls.api import Syscalls
@@ -110,8 +111,13 @@ def _parent_in_root(rootfs: str, path: str) -> str:
 
 
 def prepare_rootfs(spec: dict[str, Any], bundle: str, rootfs: str, sys: Syscalls, *,
-                   in_userns: bool) -> None:
-    """Everything before pivot_root; runs inside the container's mount namespace."""
+                   in_userns: bool, before_cgroup: Callable[[], None] | None = None) -> None:
+    """Everything before pivot_root; runs inside the container's mount namespace.
+
+    ``before_cgroup`` is called once, right before the first mount that shows
+    cgroups (a cgroup mount, or anything under /sys/fs/cgroup): the init may
+    start here before the runtime has finished moving it into its cgroup.
+    """
     rootfs = os.path.abspath(rootfs)
     linux = spec.get("linux") or {}
     _root_propagation(linux.get("rootfsPropagation"), rootfs, sys)
@@ -125,6 +131,9 @@ def prepare_rootfs(spec: dict[str, Any], bundle: str, rootfs: str, sys: Syscalls
                     for n in linux.get("namespaces") or [])
     own_cgroupns = any(n.get("type") == "cgroup" for n in linux.get("namespaces") or [])
     for i, m in enumerate(mounts):
+        if before_cgroup is not None and _shows_cgroups(m):
+            before_cgroup()
+            before_cgroup = None
         _mount_entry(i, m, bundle, rootfs, sys, in_userns, own_netns, own_cgroupns)
     # A bind-mounted /dev is the host's (or the user's) as is: runc then makes
     # no nodes and no links there.
@@ -162,6 +171,12 @@ def _root_propagation(value: str | None, rootfs: str, sys: Syscalls) -> None:
             sys.mount(None, parent, None, PROPAGATION_OPTIONS["private"], None)
     except OSError as e:
         raise _fail(f"set propagation of `/` to `{value or 'rslave'}`", e, "rootfs") from e
+
+
+def _shows_cgroups(m: dict[str, Any]) -> bool:
+    dest = "/" + str(m.get("destination", "")).strip("/")
+    return m.get("type") in ("cgroup", "cgroup2") or dest == "/sys/fs/cgroup" \
+        or dest.startswith("/sys/fs/cgroup/")
 
 
 def _is_bind(m: dict[str, Any]) -> bool:

@@ -7,9 +7,13 @@ function named in ``STEPS`` order; an error anywhere is reported to the parent
 Order and why:
   N1 close every inherited fd not meant for the container (runtime-linux.md
      "File descriptors"): done first so no later hook or mount sees them;
-  N2 setsid; wait until the parent has put us in the cgroup, then unshare the
-     cgroup namespace (its root becomes the container's cgroup);
-  N3 rootfs: propagation, rootfs bind, mounts, devices, /dev links;
+  N2 setsid;
+  N3 rootfs: propagation, rootfs bind, mounts, devices, /dev links.  The
+     parent moves us into the container's cgroup meanwhile (on v1 the first
+     cgroup.procs write can wait ~10 ms for an RCU grace period: it overlaps
+     the mount work); we wait for ``cgroup_ready`` only right before the
+     first mount that shows cgroups, or after the last mount, and then
+     unshare the cgroup namespace, whose root becomes the container's cgroup;
   N4 prestart + createRuntime hooks, run by the parent (runtime namespace);
   N5 createContainer hooks, here (container namespaces, host paths still
      reachable); sysctl (written through the container's own /proc) and
@@ -67,8 +71,7 @@ def close_inherited_fds(plan: InitPlan, chan: Channel) -> None:                 
         os.set_inheritable(fd, True)
 
 
-def enter_cgroup(plan: InitPlan, chan: Channel, sys: api.Syscalls) -> None:   # N2
-    os.setsid()
+def enter_cgroup(plan: InitPlan, chan: Channel, sys: api.Syscalls) -> None:   # N3
     chan.expect("cgroup_ready")
     if plan.ns.new_cgroup:
         try:
@@ -78,9 +81,18 @@ def enter_cgroup(plan: InitPlan, chan: Channel, sys: api.Syscalls) -> None:   # 
                                stage="namespaces") from e
 
 
-def build_rootfs(plan: InitPlan, sys: api.Syscalls) -> None:                   # N3
+def build_rootfs(plan: InitPlan, chan: Channel, sys: api.Syscalls) -> None:    # N3
     from ocirun import rootfs
-    rootfs.prepare_rootfs(plan.spec, plan.bundle, plan.rootfs, sys, in_userns=plan.ns.in_userns)
+    joined = []
+
+    def join() -> None:
+        enter_cgroup(plan, chan, sys)
+        joined.append(True)
+
+    rootfs.prepare_rootfs(plan.spec, plan.bundle, plan.rootfs, sys, in_userns=plan.ns.in_userns,
+                          before_cgroup=join)
+    if not joined:
+        join()
 
 
 def runtime_hooks(plan: InitPlan, chan: Channel) -> None:                      # N4
@@ -271,8 +283,8 @@ def _fail_start(fifo: int, code: str, errno: int | None, msg: str) -> None:
 
 def run_init(plan: InitPlan, chan: Channel, sys: api.Syscalls) -> None:
     close_inherited_fds(plan, chan)
-    enter_cgroup(plan, chan, sys)
-    build_rootfs(plan, sys)
+    os.setsid()                                                                 # N2
+    build_rootfs(plan, chan, sys)
     runtime_hooks(plan, chan)
     container_hooks_and_names(plan, sys)
     switch_root(plan, sys)

@@ -5,8 +5,9 @@ Parent steps (numbered to match process/intermediate.py and init.py):
      exits, is re-parented to us and stays reapable until create returns;
   P2 fork the intermediate; answer ``userns_map_request`` by writing the
      id maps into /proc/<intermediate>/;
-  P3 on ``init_pid``: reap the intermediate, put the init in the cgroup,
-     send ``cgroup_ready``;
+  P3 on ``init_pid``: reap the intermediate, put the init in the cgroup
+     (it builds its rootfs meanwhile and waits for ``cgroup_ready`` only
+     before its first cgroup mount), send ``cgroup_ready``;
   P4 on ``hooks_request``: run prestart then createRuntime hooks in the
      runtime namespace, answer ``hooks_done``;
   P5 on ``ready``: the init is parked at the exec FIFO.
