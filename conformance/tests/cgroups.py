@@ -40,8 +40,14 @@ def _read(ctx, ctrl, cg, fname):
         return f.read().strip()
 
 
+_SECTION = {"memory": "memory", "cpu": "cpu", "pids": "pids", "blockIO": "block-io",
+            "hugepageLimits": "huge-page-limits", "network": "network", "rdma": "rdma"}
+
+
 def _value_test(tid, ctrl, resources, v1file, v1want, v2file, v2want, level="MUST", summary=""):
-    @conformance_test(tid, "config-linux.md#control-groups", level, summary or f"{tid[3:]} reaches cgroupfs")
+    ref = "config-linux.md#" + _SECTION.get(next(iter(resources)), "control-groups")
+
+    @conformance_test(tid, ref, level, summary or f"{tid[3:]} reaches cgroupfs")
     def t(ctx):
         mode = _v1_or_v2(ctx, ctrl)
         fname, want = (v1file, v1want) if mode == "v1" else (v2file, v2want)
@@ -186,7 +192,7 @@ def t_devlist(ctx):
     check("a *:* rwm" not in rules, "everything is allowed despite the deny-all rule")
 
 
-@conformance_test("cg-unified-on-v1", "config-linux.md#unified", "MUST",
+@conformance_test("cg-unified-v2-only", "config-linux.md#unified", "MUST",
                   "unified (v2) keys are written to the container's v2 cgroup")
 def t_unified(ctx):
     if not ctx.host.cgroup_v2_unified:

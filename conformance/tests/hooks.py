@@ -289,9 +289,10 @@ def _make_create_fail(kind):
         r = c.create()
         check(not r.ok, f"create succeeded despite a failing {kind} hook")
         check(h.ran(kind), f"{kind} hook never ran")
+        # "stop the container and continue at step 12": destroyed, not left stopped
         st = c.state()
-        check(not isinstance(st, dict) or st.get("status") == "stopped",
-              f"container left in status {st.get('status') if isinstance(st, dict) else '?'}")
+        check(not isinstance(st, dict),
+              f"container left behind in status {st.get('status') if isinstance(st, dict) else '?'}")
     return t
 
 
@@ -310,6 +311,8 @@ def t_sc_fail(ctx):
     time.sleep(0.2)
     check("program-ran" not in c.stdout(), "the user program ran")
     check(c.wait_exit(5), "container process still alive")
+    st = c.state()  # the lifecycle continues at step 12: destroy
+    check(not isinstance(st, dict), "container not destroyed after the startContainer failure")
 
 
 @conformance_test("hook-poststart-fail", "runtime.md#lifecycle", "MUST",
@@ -321,6 +324,8 @@ def t_pst_fail(ctx):
     r = c.start()
     check(not r.ok, "start succeeded despite a failing poststart hook")
     check(c.wait_exit(5), "container still running after the poststart failure")
+    st = c.state()  # the lifecycle continues at step 12: destroy
+    check(not isinstance(st, dict), "container not destroyed after the poststart failure")
 
 
 @conformance_test("hook-poststop-fail-warning", "runtime.md#lifecycle", "MUST",

@@ -43,6 +43,17 @@ def t_dup(ctx):
     check(pid_alive(c1.pid), "first container's process died")
 
 
+@conformance_test("create-invalid-id", "runtime.md#create", "MUST",
+                  "create with an invalid container ID is an error and creates nothing")
+def t_bad_id(ctx):
+    b = ctx.bundle()
+    for bad in ("../escape", "a/b", ".."):
+        r = ctx.rt.call("create", "--bundle", b.path, bad)
+        check(not r.ok, f"create with id {bad!r} succeeded")
+        listing = ctx.rt.call("list", "--format", "json")
+        check(listing.ok and listing.out.strip() in ("null", "[]"), f"list after {bad!r}: {listing.out.strip()[:80]}")
+
+
 @conformance_test("create-missing-bundle", "runtime.md#create", "MUST",
                   "create with a bundle path that does not exist is an error")
 def t_missing_bundle(ctx):

@@ -158,7 +158,7 @@ def t_bind_nonrec(ctx):
 
 def _opt_test(tid, option, flag, present=True):
     @conformance_test(tid, "config.md#linux-mount-options", "MUST",
-                      f"mount option {option} sets {flag} on the mount")
+                      f"mount option {option} {'sets' if present else 'clears'} {flag} on the mount")
     def t(ctx):
         mi = _mi(ctx, add_mount({"destination": "/mnt/o", "type": "tmpfs", "source": "tmpfs",
                                  "options": [option]}))

@@ -108,14 +108,14 @@ def t_umask_file(ctx):
     check_eq(out.strip(), "640", "mode of a new file")
 
 
-@conformance_test("process-rlimits", "config.md#posix-platform-process", "MUST",
+@conformance_test("process-rlimits", "config.md#posix-process", "MUST",
                   "getrlimit shows exactly the configured soft and hard values")
 def t_rlimit(ctx):
     f = ctx.facts(setp(rlimits=[{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1000}]))
     check_eq(f["RLIMIT_NOFILE"], "512:1000", "RLIMIT_NOFILE")
 
 
-@conformance_test("process-rlimits-several", "config.md#posix-platform-process", "MUST",
+@conformance_test("process-rlimits-several", "config.md#posix-process", "MUST",
                   "every listed rlimit is applied")
 def t_rlimits(ctx):
     f = ctx.facts(setp(rlimits=[{"type": "RLIMIT_CORE", "soft": 1024, "hard": 2048},
@@ -125,13 +125,13 @@ def t_rlimits(ctx):
              ("1024:2048", "300:400", "8192:8192"), "rlimits")
 
 
-@conformance_test("process-rlimit-unknown-type", "config.md#posix-platform-process", "MUST",
+@conformance_test("process-rlimit-unknown-type", "config.md#posix-process", "MUST",
                   "an rlimit type with no kernel equivalent is an error")
 def t_rlimit_bad(ctx):
     ctx.expect_create_error(setp(rlimits=[{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]), "RLIMIT_BOGUS")
 
 
-@conformance_test("process-rlimit-duplicate", "config.md#posix-platform-process", "MUST",
+@conformance_test("process-rlimit-duplicate", "config.md#posix-process", "MUST",
                   "the same rlimit type twice is an error")
 def t_rlimit_dup(ctx):
     ctx.expect_create_error(setp(rlimits=[{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 100},

@@ -12,7 +12,7 @@ import os
 import time
 
 from ocirun import log
-from ocirun.errors import NotSupportedError, OciRunError
+from ocirun.errors import HookError, NotSupportedError, OciRunError
 from ocirun.state import FIFO, ContainerState, StateStore, rfc3339_nano
 
 TYPE_CHECKING = False
@@ -123,50 +123,67 @@ def create(store: StateStore, cid: str, opts: CreateOptions) -> ContainerState:
     from ocirun import namespaces
     from ocirun.process.init import preload
     preload(plan)
-    with Rollback() as rb:
-        plan.join_fds = namespaces.open_joins(plan.ns, sys)
-        for fd, _ in plan.join_fds:
-            rb.push(lambda fd=fd: _close(fd))  # type: ignore[misc]
-        path, lock_fd = store.create_dir(cid)
-        rb.push(lambda: store.remove(cid))
-        _write_file(os.path.join(path, "config.json"), raw, 0o600)
-        fifo = os.path.join(path, FIFO)
-        old = os.umask(0)
-        try:
-            os.mkfifo(fifo, 0o622)
-        finally:
-            os.umask(old)
-        plan.fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
-        mgr = _cgroup(cid, spec, opts.cgroup_root)
-        if mgr is not None:
-            mgr.create()
-            rb.push(mgr.destroy)
-            mgr.apply((spec.get("linux") or {}).get("resources"))
-        st = ContainerState(cid, bundle=bundle, rootfs=plan.rootfs,
-                            created=rfc3339_nano(time.time_ns()), oci_version=spec["ociVersion"],
-                            annotations=spec.get("annotations") or {},
-                            cgroup_paths=mgr.paths() if mgr else {}, dir=path)
+    try:
+        with Rollback() as rb:
+            plan.join_fds = namespaces.open_joins(plan.ns, sys)
+            for fd, _ in plan.join_fds:
+                rb.push(lambda fd=fd: _close(fd))  # type: ignore[misc]
+            path, lock_fd = store.create_dir(cid)
+            rb.push(lambda: store.remove(cid))
+            _write_file(os.path.join(path, "config.json"), raw, 0o600)
+            fifo = os.path.join(path, FIFO)
+            old = os.umask(0)
+            try:
+                os.mkfifo(fifo, 0o622)
+            finally:
+                os.umask(old)
+            plan.fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+            mgr = _cgroup(cid, spec, opts.cgroup_root)
+            if mgr is not None:
+                mgr.create()
+                rb.push(mgr.destroy)
+                mgr.apply((spec.get("linux") or {}).get("resources"))
+            st = ContainerState(cid, bundle=bundle, rootfs=plan.rootfs,
+                                created=rfc3339_nano(time.time_ns()), oci_version=spec["ociVersion"],
+                                annotations=spec.get("annotations") or {},
+                                cgroup_paths=mgr.paths() if mgr else {}, dir=path)
 
-        def runtime_hooks(pid: int) -> None:
-            from ocirun.hooks import run_hooks
-            hooks = spec.get("hooks") or {}
-            state = plan.hook_state("creating", pid)
-            # runc runs these with the bundle as cwd (it chdirs there)
-            for phase in ("prestart", "createRuntime"):
-                if hooks.get(phase):
-                    run_hooks(hooks[phase], state, phase, cwd=bundle)
+            def runtime_hooks(pid: int) -> None:
+                from ocirun.hooks import run_hooks
+                hooks = spec.get("hooks") or {}
+                state = plan.hook_state("creating", pid)
+                # runc runs these with the bundle as cwd (it chdirs there)
+                for phase in ("prestart", "createRuntime"):
+                    if hooks.get(phase):
+                        run_hooks(hooks[phase], state, phase, cwd=bundle)
 
-        init_pid = launch(plan, mgr, rb, sys, runtime_hooks)
-        os.close(plan.fifo_fd)
-        from ocirun import procfs
-        st.pid = init_pid
-        st.pid_start = procfs.pid_start_time(init_pid) or 0
-        store.save(st)
-        if pid_file:
-            write_pid_file(pid_file, init_pid)
-        rb.commit()
+            init_pid = launch(plan, mgr, rb, sys, runtime_hooks)
+            os.close(plan.fifo_fd)
+            from ocirun import procfs
+            st.pid = init_pid
+            st.pid_start = procfs.pid_start_time(init_pid) or 0
+            store.save(st)
+            if pid_file:
+                write_pid_file(pid_file, init_pid)
+            rb.commit()
+    except HookError:
+        # runtime.md "Lifecycle": a failing create-time hook stops the
+        # container, which is destroyed (the rollback above did that), and
+        # the poststop hooks still run (step 13); their failures only warn.
+        _run_poststop(plan)
+        raise
     os.close(lock_fd)
     return st
+
+
+def _run_poststop(plan: InitPlan) -> None:
+    hooks = (plan.spec.get("hooks") or {}).get("poststop")
+    if hooks:
+        from ocirun.hooks import run_hooks_warn
+        state = dict(plan.hook_base)
+        state["status"] = "stopped"
+        for w in run_hooks_warn(hooks, state, "poststop"):
+            log.warning(w)
 
 
 def _close(fd: int) -> None:

@@ -69,6 +69,20 @@ def run_poststop(st: ContainerState, hooks: list[dict]) -> None:  # type: ignore
         log.warning(w)
 
 
+def destroy_after_hook_failure(store: StateStore, st: ContainerState) -> None:
+    """runtime.md "Lifecycle": a failing hook stops the container and the
+    lifecycle continues at step 12 (destroy), then 13 (poststop hooks).
+    The caller holds the container's lock."""
+    hooks = _poststop_hooks(st)
+    stop_container(st)
+    try:
+        destroy(store, st)
+    except errors.OciRunError as e:
+        log.warning(f"destroy after a failed hook: {e}")
+    if hooks:
+        run_poststop(st, hooks)
+
+
 def delete(store: StateStore, cid: str, *, force: bool = False) -> None:
     try:
         lock = store.lock(cid)

@@ -34,8 +34,15 @@ def start(store: StateStore, cid: str) -> ContainerState:
     try:
         st = store.load(cid)
         check_startable(st)
-        release_init(st)
-        run_poststart(st)
+        try:
+            release_init(st)
+            run_poststart(st)
+        except errors.HookError:
+            # a failing startContainer or poststart hook: stop the container,
+            # destroy it, run the poststop hooks (lifecycle steps 12-13)
+            from ocirun.ops.delete import destroy_after_hook_failure
+            destroy_after_hook_failure(store, st)
+            raise
         return st
     finally:
         os.close(lock)
@@ -111,12 +118,10 @@ def run_poststart(st: ContainerState) -> None:
     try:
         run_hooks(hooks, st.hook_state(RUNNING, st.pid), "poststart")
     except errors.HookError as e:
-        # config.md (v1.3.0): a failing poststart hook stops the container
-        try:
-            os.kill(st.pid, 9)
-        except ProcessLookupError:
-            pass
-        raise errors.HookError(f"{e.msg} (the container was stopped)", stage="poststart") from e
+        # v1.3.0: a failing poststart hook is an error; start() stops and
+        # destroys the container
+        raise errors.HookError(f"{e.msg} (the container was stopped and destroyed)",
+                               stage="poststart") from e
 
 
 def _hooks(st: ContainerState) -> dict:  # type: ignore[type-arg]
