@@ -16,6 +16,10 @@ import time
 
 from ocirun.errors import CgroupError, ConfigError, NotSupportedError, oserror_text
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 # rmdir of a cgroup whose last task has exited but not yet left the cgroup
 # (exit is asynchronous) fails with EBUSY for a short while: retry this long.
 RMDIR_TIMEOUT = 1.0
@@ -126,6 +130,28 @@ class Hierarchy:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.keys!r}, {self.path!r}, created={self.created!r})"
+
+    def wait_frozen(self, probe: Callable[[], bool | None], thaw: Callable[[], None],
+                    timeout: float, nudge: Callable[[], None] | None = None) -> None:
+        """Poll ``probe`` (True frozen, False not yet, None cgroup gone) with
+        a growing delay; past ``timeout`` thaw again and fail, so a freeze that
+        cannot complete never leaves the container half stopped."""
+        deadline = time.monotonic() + timeout
+        delay = 0.0005
+        while True:
+            if nudge is not None:
+                nudge()
+            state = probe()
+            if state:
+                return
+            if state is None:
+                raise CgroupError(f"freeze `{self.path}`: the cgroup is gone", errno=errno.ENOENT)
+            if time.monotonic() >= deadline:
+                thaw()
+                raise CgroupError(f"freeze `{self.path}`: not frozen after {timeout:g}s; "
+                                  "thawed it again", errno=errno.EBUSY)
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
 
     # creation
 

@@ -15,7 +15,6 @@ Resource limits are not written here yet (see ``CgroupManager.apply``).
 from __future__ import annotations
 
 import errno
-import time
 
 from ocirun.cgroups.paths import Hierarchy, read_text, write_text
 from ocirun.errors import CgroupError
@@ -84,20 +83,12 @@ class Hierarchy1(Hierarchy):
         if not frozen:
             write_text(state_file, "THAWED")
             return
-        deadline = time.monotonic() + FREEZE_TIMEOUT
-        delay = 0.0005
-        while True:
-            # Re-writing FROZEN nudges tasks that were busy (e.g. in vfork) last time.
-            write_text(state_file, "FROZEN")
+
+        def probe() -> bool | None:
             state = self._state()
-            if state == "FROZEN":
-                return
-            if state is None:
-                raise CgroupError(f"freeze `{self.path}`: the cgroup is gone", errno=errno.ENOENT)
-            if time.monotonic() >= deadline:
-                write_text(state_file, "THAWED")
-                raise CgroupError(f"freeze `{self.path}`: still {state} after "
-                                  f"{FREEZE_TIMEOUT:g}s; thawed it again", errno=errno.EBUSY)
-            time.sleep(delay)
-            delay = min(delay * 2, 0.02)
+            return None if state is None else state == "FROZEN"
+
+        # Re-writing FROZEN each round nudges tasks that were busy (e.g. in vfork).
+        self.wait_frozen(probe, lambda: write_text(state_file, "THAWED"), FREEZE_TIMEOUT,
+                         nudge=lambda: write_text(state_file, "FROZEN"))
 

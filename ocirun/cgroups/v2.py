@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import errno
 import os
-import time
 
 from ocirun.cgroups.paths import Hierarchy, read_text, write_text
 from ocirun.errors import CgroupError
@@ -64,20 +63,7 @@ class Hierarchy2(Hierarchy):
         write_text(freeze_file, "1" if frozen else "0")
         if not frozen:
             return
-        deadline = time.monotonic() + FREEZE_TIMEOUT
-        delay = 0.0005
-        while True:
-            state = self._events_frozen()
-            if state:
-                return
-            if state is None:
-                raise CgroupError(f"freeze `{self.path}`: the cgroup is gone", errno=errno.ENOENT)
-            if time.monotonic() >= deadline:
-                write_text(freeze_file, "0")
-                raise CgroupError(f"freeze `{self.path}`: not frozen after "
-                                  f"{FREEZE_TIMEOUT:g}s; thawed it again", errno=errno.EBUSY)
-            time.sleep(delay)
-            delay = min(delay * 2, 0.02)
+        self.wait_frozen(self._events_frozen, lambda: write_text(freeze_file, "0"), FREEZE_TIMEOUT)
 
     def kill(self) -> bool:
         """SIGKILL the whole subtree via cgroup.kill; False when the kernel lacks it."""
