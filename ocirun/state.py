@@ -53,6 +53,7 @@ class ContainerState:
         "cgroup_paths",
         "created",
         "dir",
+        "hooks",
         "id",
         "oci_version",
         "pid",
@@ -63,7 +64,8 @@ class ContainerState:
     def __init__(self, cid: str, *, pid: int = 0, pid_start: int = 0, bundle: str = "",
                  rootfs: str = "", created: str = "", oci_version: str = "",
                  annotations: dict[str, str] | None = None,
-                 cgroup_paths: dict[str, str] | None = None, dir: str = "") -> None:
+                 cgroup_paths: dict[str, str] | None = None, dir: str = "",
+                 hooks: dict[str, list[dict[str, object]]] | None = None) -> None:
         self.id = cid
         self.pid = pid
         self.pid_start = pid_start
@@ -74,12 +76,15 @@ class ContainerState:
         self.annotations = annotations or {}
         self.cgroup_paths = cgroup_paths or {}
         self.dir = dir
+        # the hooks run after create (poststart, poststop), so start and
+        # delete need not parse the saved config.json
+        self.hooks = hooks or {}
 
     def to_record(self) -> dict[str, object]:
         return {"id": self.id, "pid": self.pid, "pid_start": self.pid_start,
                 "bundle": self.bundle, "rootfs": self.rootfs, "created": self.created,
                 "ociVersion": self.oci_version, "annotations": self.annotations,
-                "cgroup_paths": self.cgroup_paths}
+                "cgroup_paths": self.cgroup_paths, "hooks": self.hooks}
 
     @classmethod
     def from_record(cls, rec: dict[str, object], dir: str) -> ContainerState:
@@ -89,7 +94,7 @@ class ContainerState:
                    created=str(rec.get("created", "")), oci_version=str(rec.get("ociVersion", "")),
                    annotations=rec.get("annotations") or {},  # type: ignore[arg-type]
                    cgroup_paths=rec.get("cgroup_paths") or {},  # type: ignore[arg-type]
-                   dir=dir)
+                   dir=dir, hooks=rec.get("hooks") or {})  # type: ignore[arg-type]
 
     @property
     def fifo_path(self) -> str:

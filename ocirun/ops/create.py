@@ -146,7 +146,9 @@ def create(store: StateStore, cid: str, opts: CreateOptions) -> ContainerState:
             st = ContainerState(cid, bundle=bundle, rootfs=plan.rootfs,
                                 created=rfc3339_nano(time.time_ns()), oci_version=spec["ociVersion"],
                                 annotations=spec.get("annotations") or {},
-                                cgroup_paths=mgr.paths() if mgr else {}, dir=path)
+                                cgroup_paths=mgr.paths() if mgr else {}, dir=path,
+                                hooks={k: v for k, v in (spec.get("hooks") or {}).items()
+                                       if k in ("poststart", "poststop") and v})
 
             def runtime_hooks(pid: int) -> None:
                 from ocirun.hooks import run_hooks

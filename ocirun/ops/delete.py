@@ -73,7 +73,7 @@ def destroy_after_hook_failure(store: StateStore, st: ContainerState) -> None:
     """runtime.md "Lifecycle": a failing hook stops the container and the
     lifecycle continues at step 12 (destroy), then 13 (poststop hooks).
     The caller holds the container's lock."""
-    hooks = _poststop_hooks(st)
+    hooks = st.hooks.get("poststop") or []
     stop_container(st)
     try:
         destroy(store, st)
@@ -104,18 +104,9 @@ def delete(store: StateStore, cid: str, *, force: bool = False) -> None:
             if not force:
                 raise errors.StateError(f"cannot delete container {cid} that is not stopped: {status}")
             stop_container(st)
-        hooks = _poststop_hooks(st)
+        hooks = st.hooks.get("poststop") or []
         destroy(store, st)
         if hooks:
             run_poststop(st, hooks)
     finally:
         os.close(lock)
-
-
-def _poststop_hooks(st: ContainerState) -> list[dict]:  # type: ignore[type-arg]
-    from ocirun import jsonio
-    try:
-        with open(st.config_path, "rb") as f:
-            return (jsonio.loads(f.read()).get("hooks") or {}).get("poststop") or []
-    except (OSError, ValueError):
-        return []

@@ -111,7 +111,7 @@ def _read_until_exec(fifo: int, pidfd: int) -> bytes:
 
 
 def run_poststart(st: ContainerState) -> None:
-    hooks = _hooks(st).get("poststart")
+    hooks = st.hooks.get("poststart")
     if not hooks:
         return
     from ocirun.hooks import run_hooks
@@ -122,12 +122,3 @@ def run_poststart(st: ContainerState) -> None:
         # destroys the container
         raise errors.HookError(f"{e.msg} (the container was stopped and destroyed)",
                                stage="poststart") from e
-
-
-def _hooks(st: ContainerState) -> dict:  # type: ignore[type-arg]
-    from ocirun import jsonio
-    try:
-        with open(st.config_path, "rb") as f:
-            return jsonio.loads(f.read()).get("hooks") or {}
-    except (OSError, ValueError):
-        return {}
