@@ -59,7 +59,7 @@ def preload(plan: InitPlan) -> None:
 
 
 def close_inherited_fds(plan: InitPlan, chan: Channel) -> None:                 # N1
-    keep = {chan.rfd, chan.wfd, plan.fifo_fd, *range(3, 3 + plan.keep_fds)}
+    keep = {chan.fileno(), plan.fifo_fd, *range(3, 3 + plan.keep_fds)}
     keep.discard(-1)
     lo = 3
     for fd in sorted(k for k in keep if k >= 3):

@@ -9,7 +9,7 @@ from ocirun.process import channel, fork
 def test_messages_roundtrip():
     parent, child, parent_fds = channel.pair()
     child.send("init_pid", pid=42)
-    assert parent.expect("init_pid") == {"pid": 42, "type": "init_pid"}
+    assert parent.expect("init_pid") == {"pid": 42, "type": "init_pid", "fds": []}
     parent.send("cgroup_ready")
     assert child.expect("cgroup_ready")["type"] == "cgroup_ready"
     for c in (parent, child):
@@ -46,4 +46,47 @@ def test_oserror_in_child_names_stage():
     with pytest.raises(errors.OciRunError, match="cwd: `/nonexistent/for/sure` No such file"):
         parent.expect("ready")
     os.waitpid(pid, 0)
+    parent.close()
+
+
+def test_fds_travel_with_a_message():
+    parent, child, parent_fds = channel.pair()
+    r, w = os.pipe()
+    child.send("seccomp_listener", fds=[r, w], note="x")
+    os.close(r)
+    os.close(w)
+    msg = parent.expect("seccomp_listener")
+    got_r, got_w = msg["fds"]
+    assert msg["note"] == "x"
+    os.write(got_w, b"ping")
+    assert os.read(got_r, 4) == b"ping"
+    assert not os.get_inheritable(got_r)  # MSG_CMSG_CLOEXEC
+    for fd in (got_r, got_w):
+        os.close(fd)
+    parent.close()
+    child.close()
+
+
+def test_send_to_a_dead_child_raises_its_pending_error():
+    # The child reported an error and died before the parent's next send:
+    # the parent must surface the child's message, not "child exited".
+    parent, child, parent_fds = channel.pair()
+
+    def fail():
+        raise errors.SyscallError("mount `proc`: Operation not permitted", errno=1)
+
+    pid = fork.spawn(fail, child, parent_fds, "rootfs")
+    child.close()
+    os.waitpid(pid, 0)
+    with pytest.raises(errors.SyscallError, match="Operation not permitted"):
+        parent.send("cgroup_ready")
+    parent.close()
+
+
+def test_eof_when_every_child_end_is_closed():
+    parent, child, _ = channel.pair()
+    child.close()
+    assert parent.recv() is None
+    with pytest.raises(errors.ChildDiedError):
+        parent.send("cgroup_ready")
     parent.close()
