@@ -4,6 +4,7 @@ import pytest
 
 from ocirun import errors
 from ocirun.process import channel, fork
+from ocirun.syscalls.linux import LinuxSyscalls
 
 
 def test_messages_roundtrip():
@@ -22,7 +23,7 @@ def test_child_error_is_rebuilt_and_eof_is_child_died():
     def fail():
         raise errors.SyscallError("mount `proc` on `/x/proc`: Operation not permitted", errno=1)
 
-    pid = fork.spawn(fail, child, parent_fds, "rootfs")
+    pid = fork.spawn(fail, child, parent_fds, "rootfs", LinuxSyscalls())
     child.close()
     with pytest.raises(errors.SyscallError) as ei:
         parent.expect("ready")
@@ -41,7 +42,7 @@ def test_oserror_in_child_names_stage():
     def fail():
         os.stat("/nonexistent/for/sure")
 
-    pid = fork.spawn(fail, child, parent_fds, "cwd")
+    pid = fork.spawn(fail, child, parent_fds, "cwd", LinuxSyscalls())
     child.close()
     with pytest.raises(errors.OciRunError, match="cwd: `/nonexistent/for/sure` No such file"):
         parent.expect("ready")
@@ -75,7 +76,7 @@ def test_send_to_a_dead_child_raises_its_pending_error():
     def fail():
         raise errors.SyscallError("mount `proc`: Operation not permitted", errno=1)
 
-    pid = fork.spawn(fail, child, parent_fds, "rootfs")
+    pid = fork.spawn(fail, child, parent_fds, "rootfs", LinuxSyscalls())
     child.close()
     os.waitpid(pid, 0)
     with pytest.raises(errors.SyscallError, match="Operation not permitted"):
