@@ -1,13 +1,16 @@
 """One handler per command: map parsed flags onto ``ops`` calls.
 
 Kept apart from cli.py so that ``--help`` and usage errors import nothing
-from the library.  Each handler returns the exit status.
+from the library.  The command table (cmdtable.py) names each handler
+(``"ocirun.commands:cmd_NAME"``); a handler takes the global options, the
+command's options and its positional arguments, and returns the exit status.
 """
 
 from __future__ import annotations
 
 import os
 
+from ocirun.cmdtable import DEFAULT_ROOT
 from ocirun.errors import NotSupportedError, OciRunError
 from ocirun.state import StateStore
 
@@ -15,7 +18,6 @@ Opts = dict[str, object]
 
 
 def _store(g: Opts) -> StateStore:
-    from ocirun.cli import DEFAULT_ROOT
     return StateStore(str(g.get("root") or DEFAULT_ROOT))
 
 
@@ -86,6 +88,3 @@ def cmd_spec(g: Opts, o: Opts, a: list[str]) -> int:
     write_spec(str(o.get("bundle") or "."), bool(o.get("rootless")))
     return 0
 
-
-HANDLERS = {"create": cmd_create, "start": cmd_start, "run": cmd_run, "state": cmd_state,
-            "kill": cmd_kill, "delete": cmd_delete, "list": cmd_list, "spec": cmd_spec}

@@ -8,12 +8,12 @@ import pytest
 PKG = pathlib.Path(__file__).resolve().parents[2] / "ocirun"
 
 LEVELS = [
-    ("errors", "jsonio", "syscalls", "procfs", "log", "__init__"),
+    ("errors", "jsonio", "syscalls", "procfs", "log", "__init__", "cmdtable"),
     ("pathres", "mount_options", "capabilities", "rlimits", "user", "namespaces", "devices",
      "rootfs", "hooks", "seccomp", "console", "features", "trace"),
     ("state", "config", "process", "cgroups"),
     ("ops",),
-    ("commands", "cli", "__main__"),
+    ("commands", "cli", "__main__", "cmdhelp", "manpage", "completion", "check"),
 ]
 
 
