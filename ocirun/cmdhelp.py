@@ -131,6 +131,15 @@ support.""",
     "help": """\
 Without a command, shows the list of commands and the global options; with
 one, shows that command's help (as COMMAND --help does).""",
+    "completion": """\
+Prints a completion script for bash, zsh or fish, made from the same command
+table as this help: commands, flags and their values, signals, and the IDs
+of the containers under --root. Load it in the running shell, or save it
+where the shell looks for completions:
+
+    source <(ocirun completion bash)
+    ocirun completion zsh > "${fpath[1]}/_ocirun"
+    ocirun completion fish > ~/.config/fish/completions/ocirun.fish""",
 }
 
 

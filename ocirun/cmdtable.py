@@ -199,6 +199,8 @@ COMMANDS: tuple[Command, ...] = (
     ("features", "", 0, 0, "", "print what this runtime supports, as JSON", ()),
     ("help", "[command]", 0, 1, "ocirun.cmdhelp:cmd_help",
      "show the list of commands, or the help of one command", ()),
+    ("completion", "bash|zsh|fish", 1, 1, "ocirun.completion:cmd_completion",
+     "print a shell completion script", ()),
 )
 
 # Other names of a command, as runc's `h` for help.
