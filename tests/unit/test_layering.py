@@ -60,9 +60,6 @@ def test_imports_go_down(mod, path):
 # together, and a cycle of them is a tangle however late it is resolved). `from ocirun.x
 # import y` is an edge to ocirun.x.y when y is a module, else to ocirun.x.
 
-# Cycles that exist today and are being removed elsewhere; an entry here is tolerated, not
-# required. process.init <-> process.intermediate: issue 7 item 6 (the process refactor).
-KNOWN_CYCLES = [{"ocirun.process.init", "ocirun.process.intermediate"}]
 
 
 def import_graph():
@@ -132,7 +129,7 @@ def test_cycle_finder_finds_cycles():
 
 
 def test_no_import_cycles():
-    found = [c for c in cycles(import_graph()) if c not in KNOWN_CYCLES]
+    found = cycles(import_graph())
     assert not found, "import cycles in ocirun/: " + "; ".join(" <-> ".join(sorted(c)) for c in found)
 
 
