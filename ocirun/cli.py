@@ -139,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:]
     g = Parsed()
     cmd = "ocirun"
+    usage_status = 1
     try:
         try:
             i = parse_flags(argv, 0, flag_index(cmdtable.GLOBAL_FLAGS), g, stop_at_positional=True)
@@ -162,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         if row is None:
             raise UsageError(f"No help topic for '{cmd}'")
         name, _, lo, hi, handler, _, flags = row
+        usage_status = cmdtable.USAGE_STATUS.get(name, 1)
         c = Parsed()
         try:
             j = parse_flags(argv, i + 1, flag_index(flags + (cmdtable.HELP_FLAG,)), c,
@@ -188,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         if log.is_debug():
             import traceback
             traceback.print_exc()
-        return e.exit_code
+        return usage_status if isinstance(e, UsageError) else e.exit_code
     except KeyboardInterrupt:
         return 130
     except Exception as e:  # noqa: BLE001 -- a bug: still one line unless --debug

@@ -131,6 +131,21 @@ support.""",
     "help": """\
 Without a command, shows the list of commands and the global options; with
 one, shows that command's help (as COMMAND --help does).""",
+    "check": """\
+Checks a bundle without creating anything and explains every finding: the
+JSON path, what is wrong, the runtime-spec section it falls under (a link to
+the spec's text), the level (MUST, SHOULD, or portability) and a fix. Beyond
+the schema and the meaning checks that create runs, it reports what this
+host cannot do (a namespace the kernel lacks, a capability outside the
+bounding set, a missing cgroup controller, a seccomp architecture, an LSM
+that is off, a hook or program that is not there) and where runc 1.1.5,
+crun 1.8.1 and ocirun would behave differently on this config.
+
+Exit status: 0 when the bundle would run here (warnings and notes allowed),
+1 when it would not, 2 on bad usage.
+
+    ocirun check -b /tmp/bundle
+    ocirun check --format json /tmp/bundle/config.json""",
     "completion": """\
 Prints a completion script for bash, zsh or fish, made from the same command
 table as this help: commands, flags and their values, signals, and the IDs

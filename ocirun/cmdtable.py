@@ -201,10 +201,19 @@ COMMANDS: tuple[Command, ...] = (
      "show the list of commands, or the help of one command", ()),
     ("completion", "bash|zsh|fish", 1, 1, "ocirun.completion:cmd_completion",
      "print a shell completion script", ()),
+    ("check", "[CONFIG]", 0, 1, "ocirun.commands:cmd_check",
+     "explain what keeps a bundle from running here, without creating anything", (
+         ("bundle", "b", "str", "DIR", "",
+          "bundle directory (default: CONFIG's directory, else the current directory)"),
+         ("format", "f", "str", "text|json", "text", "output format"),
+     )),
 )
 
 # Other names of a command, as runc's `h` for help.
 ALIASES = {"h": "help"}
+
+# Exit status of a usage error where it is not runc's 1 (commands runc does not have).
+USAGE_STATUS = {"check": 2}
 
 
 def find(name: str) -> Command | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from ocirun.cmdtable import DEFAULT_ROOT
-from ocirun.errors import NotSupportedError, OciRunError
+from ocirun.errors import NotSupportedError, OciRunError, UsageError
 from ocirun.state import StateStore
 
 Opts = dict[str, object]
@@ -88,3 +88,18 @@ def cmd_spec(g: Opts, o: Opts, a: list[str]) -> int:
     write_spec(str(o.get("bundle") or "."), bool(o.get("rootless")))
     return 0
 
+
+
+def cmd_check(g: Opts, o: Opts, a: list[str]) -> int:
+    """``ocirun check [-b BUNDLE] [--format text|json] [CONFIG]``: 0 would run, 1 would not."""
+    from ocirun.ops.check import check_bundle, counts, render_json, render_text
+    fmt = str(o.get("format") or "text")
+    if fmt not in ("text", "json"):
+        raise UsageError(f"check: invalid format {fmt!r} (text or json)")
+    config = os.path.abspath(a[0]) if a else None
+    bundle = os.path.abspath(str(o.get("bundle") or (os.path.dirname(config) if config else ".")))
+    config = config or os.path.join(bundle, "config.json")
+    found = check_bundle(bundle, config)
+    render = render_json if fmt == "json" else render_text
+    os.write(1, render(bundle, config, found).encode())
+    return 1 if counts(found)["error"] else 0

@@ -63,6 +63,8 @@ def arg_kinds(row: Command) -> list[str]:
             kinds.append("commands")
         elif "|" in name:
             kinds.append("words:" + name.replace("|", " "))
+        elif name == "CONFIG":
+            kinds.append("file")
         else:
             kinds.append("text")
     if row[3] < 0:  # flags end at the first argument; the rest is passed through
@@ -285,6 +287,9 @@ def fish() -> str:
             out += _fish_flag(f"{cond}; and __ocirun_before_tail" if tail else cond, f)
         for i, kind in enumerate(arg_kinds(row)):
             if kind in ("text", "new", "tail"):
+                continue
+            if kind == "file":
+                out += f"complete -c ocirun -n {_fish_q(f'{cond}; and __ocirun_arg {i}')} -F\n"
                 continue
             words = {"ids": "(__ocirun_ids)", "signals": " ".join(signals()),
                      "commands": " ".join(r[0] for r in _rows())}.get(kind, kind[6:])
