@@ -93,16 +93,11 @@ def pip(python: str, *args: str) -> str:
     return run([sys.executable, "-m", "pip", "--python", python, *args], env=env)
 
 
-def isolation_flags() -> list[str]:
-    """``--no-build-isolation`` when this interpreter can build (no download), else nothing."""
-    return ["--no-build-isolation"] if can_build_without_isolation() else []
-
-
-def build_wheel(src: str, outdir: str) -> str:
-    """``pip wheel`` of the project at ``src``; return the wheel's path."""
+def build_wheel(src: str, outdir: str, python: str = sys.executable) -> str:
+    """``pip wheel`` (of ``python``) of the project at ``src``; return the wheel's path."""
     os.makedirs(outdir, exist_ok=True)
-    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *isolation_flags(),
-         "-w", outdir, src])
+    iso = ["--no-build-isolation"] if can_build_without_isolation(python) else []
+    run([python, "-m", "pip", "wheel", "-q", "--no-deps", *iso, "-w", outdir, src])
     wheels = [f for f in os.listdir(outdir) if f.startswith("ocirun-") and f.endswith(".whl")]
     if len(wheels) != 1:
         raise BuildError(f"expected one ocirun wheel in {outdir}, found {wheels}")
