@@ -27,8 +27,10 @@ if TYPE_CHECKING:
     from ocirun.capabilities import CapSets
     from ocirun.devices import Device
     from ocirun.hooks import Hook
+    from ocirun.mempolicy import MemPolicyPlan
     from ocirun.mount_options import MountOptions
     from ocirun.namespaces import NamespacePlan
+    from ocirun.sched import SchedPlan
 
 
 class _Frozen:
@@ -58,15 +60,19 @@ class ProcessPlan(_Frozen):
         "args",
         "caps",
         "console_size",
+        "cpu_affinity",
         "cwd",
         "env",
         "gid",
+        "io_priority",
         "keep_fds",
         "keyring",
+        "mem_policy",
         "no_new_privileges",
         "oom_score_adj",
         "personality",
         "rlimits",
+        "scheduler",
         "seccomp",
         "selinux_label",
         "terminal",
@@ -82,7 +88,10 @@ class ProcessPlan(_Frozen):
                  personality: int | None = None, apparmor_profile: str | None = None,
                  selinux_label: str | None = None, seccomp: object | None = None,
                  terminal: bool = False, console_size: tuple[int, int] | None = None,
-                 keep_fds: int = 0, keyring: str | None = None) -> None:
+                 keep_fds: int = 0, keyring: str | None = None,
+                 scheduler: SchedPlan | None = None, io_priority: tuple[int, str] | None = None,
+                 cpu_affinity: tuple[tuple[int, ...] | None, tuple[int, ...] | None] | None = None,
+                 mem_policy: MemPolicyPlan | None = None) -> None:
         self.args = args
         self.env = env
         self.cwd = cwd
@@ -103,6 +112,12 @@ class ProcessPlan(_Frozen):
         self.console_size = console_size  # (rows, columns)
         self.keep_fds = keep_fds  # fds 3 .. 3+keep_fds-1 pass into the process
         self.keyring = keyring  # name of a new session keyring to join, or None
+        # process.scheduler / ioPriority / execCPUAffinity, linux.memoryPolicy
+        # (ocirun/sched.py, ocirun/mempolicy.py): None when not configured.
+        self.scheduler = scheduler
+        self.io_priority = io_priority  # (ioprio value, "IOPRIO_CLASS_BE 4")
+        self.cpu_affinity = cpu_affinity  # (initial, final) CPU tuples; exec only
+        self.mem_policy = mem_policy
         self._seal()
 
     def env_dict(self) -> dict[str, str]:

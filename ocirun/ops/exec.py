@@ -74,6 +74,9 @@ def exec_process(store: StateStore, cid: str, proc: dict[str, Any], opts: ExecOp
         sys = LinuxSyscalls()
     import ocirun.process.setup  # noqa: F401  (imported before the fork: see init.preload)
     import ocirun.rlimits
+    import ocirun.sched
+    if plan.mem_policy is not None:
+        import ocirun.mempolicy
     import ocirun.user  # noqa: F401
     mgr = load_manager(st.cgroup_paths) if st.cgroup_paths else None
     with Rollback() as rb:
@@ -85,7 +88,9 @@ def exec_process(store: StateStore, cid: str, proc: dict[str, Any], opts: ExecOp
         rb.push(lambda: _close_all(fds))
         if not st.alive():
             raise StateError("cannot exec in a stopped container")
-        pid = launch(Launch(TENANT, Entry(fds), lambda chan: run_tenant(plan, chan, sys),
+        initial = plan.cpu_affinity[0] if plan.cpu_affinity else None
+        pid = launch(Launch(TENANT, Entry(fds, cpus=initial),
+                            lambda chan: run_tenant(plan, chan, sys),
                             mgr=mgr), rb, sys)
         _close_all(fds)
         if opts.pid_file:

@@ -120,6 +120,7 @@ def build_process_plan(proc: dict[str, Any], *, rootfs: str, linux: dict[str, An
     console = proc.get("consoleSize")
     umask = user.get("umask")
     adj = proc.get("oomScoreAdj")
+    scheduling = plan_scheduling(proc, linux, where)
     return ProcessPlan(
         args=tuple(str(a) for a in args), env=env, cwd=str(proc.get("cwd") or "/"),
         uid=uid, gid=int(user.get("gid", 0)),
@@ -131,7 +132,23 @@ def build_process_plan(proc: dict[str, Any], *, rootfs: str, linux: dict[str, An
         selinux_label=proc.get("selinuxLabel") or None, seccomp=seccomp,
         terminal=bool(proc.get("terminal")),
         console_size=(int(console["height"]), int(console["width"])) if console else None,
-        keep_fds=keep_fds, keyring=keyring)
+        keep_fds=keep_fds, keyring=keyring, **scheduling)
+
+
+def plan_scheduling(proc: dict[str, Any], linux: dict[str, Any], where: str) -> dict[str, Any]:
+    """process.scheduler, ioPriority, execCPUAffinity and linux.memoryPolicy
+    (ProcessPlan keyword arguments; only the configured ones, imported only then)."""
+    out: dict[str, Any] = {}
+    if proc.get("scheduler") or proc.get("ioPriority") or proc.get("execCPUAffinity"):
+        from ocirun.sched import plan_affinity, plan_ioprio, plan_scheduler
+        out["scheduler"] = plan_scheduler(proc.get("scheduler"), f"{where}.scheduler")
+        out["io_priority"] = plan_ioprio(proc.get("ioPriority"), f"{where}.ioPriority")
+        out["cpu_affinity"] = plan_affinity(proc.get("execCPUAffinity"),
+                                            f"{where}.execCPUAffinity")
+    if linux.get("memoryPolicy"):
+        from ocirun.mempolicy import plan_mempolicy
+        out["mem_policy"] = plan_mempolicy(linux["memoryPolicy"])
+    return out
 
 
 # --------------------------------------------------------------------------

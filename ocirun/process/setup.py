@@ -10,6 +10,8 @@ config-linux.md "Personality") in this order, each step a named function:
   S2 set_personality;
   S3 apply_limits: rlimits and oom_score_adj, while still privileged
      (raising a hard limit or lowering the score needs CAP_SYS_RESOURCE);
+  S3a apply_scheduling: memory policy, I/O priority, scheduler, also while
+     privileged (realtime classes need CAP_SYS_NICE / CAP_SYS_ADMIN);
   S4 set_no_new_privs;
   S5 enter_cwd_early: chdir while still root, so a cwd only root can enter
      still works (runc does the same); EACCES is retried in S8;
@@ -66,6 +68,18 @@ def apply_limits(p: ProcessPlan) -> None:                                      #
     if p.rlimits:
         apply_rlimits(p.rlimits)
     apply_oom_score_adj(p.oom_score_adj)
+
+
+def apply_scheduling(p: ProcessPlan, sys: api.Syscalls) -> None:             # S3a
+    if p.mem_policy is not None:
+        from ocirun.mempolicy import apply_mempolicy
+        apply_mempolicy(p.mem_policy, sys)
+    if p.io_priority is not None:
+        from ocirun.sched import apply_ioprio
+        apply_ioprio(p.io_priority[0], p.io_priority[1], sys)
+    if p.scheduler is not None:
+        from ocirun.sched import apply_scheduler
+        apply_scheduler(p.scheduler, sys)
 
 
 def set_no_new_privs(p: ProcessPlan, sys: api.Syscalls) -> None:              # S4
@@ -161,6 +175,7 @@ def prepare_process(p: ProcessPlan, sys: api.Syscalls) -> str:
     join_keyring(p, sys)
     set_personality(p, sys)
     apply_limits(p)
+    apply_scheduling(p, sys)
     set_no_new_privs(p, sys)
     retry = enter_cwd_early(p)
     switch_user(p, sys)

@@ -28,5 +28,9 @@ def run_tenant(p: ProcessPlan, chan: Channel, sys: Syscalls) -> None:
         os.set_inheritable(fd, True)
     # Nothing of the user's runs before the runtime has put us in the cgroup.
     chan.expect("cgroup_ready")                                                # T2
+    if p.cpu_affinity is not None and p.cpu_affinity[1] is not None:
+        # execCPUAffinity.final: once in the cgroup (whose cpuset reset it).
+        from ocirun.sched import set_affinity
+        set_affinity(p.cpu_affinity[1], "process.execCPUAffinity.final", sys)
     exe = setup.prepare_process(p, sys)                                        # T3 (S1-S9)
     setup.exec_process(p, exe)                                                 # T4 (S10)

@@ -70,6 +70,20 @@ struct mount_attr {
     uint64_t propagation;
     uint64_t userns_fd;
 };
+
+/* linux/sched/types.h: struct sched_attr, SCHED_ATTR_SIZE_VER1 (56 bytes) */
+struct oci_sched_attr {
+    uint32_t size;
+    uint32_t sched_policy;
+    uint64_t sched_flags;
+    int32_t sched_nice;
+    uint32_t sched_priority;
+    uint64_t sched_runtime;
+    uint64_t sched_deadline;
+    uint64_t sched_period;
+    uint32_t sched_util_min;
+    uint32_t sched_util_max;
+};
 """
 
 

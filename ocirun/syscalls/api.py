@@ -103,6 +103,10 @@ KEYCTL_JOIN_SESSION_KEYRING = 1
 # ioctl(2) on namespace fds (linux/nsfs.h)
 NS_GET_NSTYPE = 0xB703
 
+# ioprio_set(2) (linux/ioprio.h)
+IOPRIO_WHO_PROCESS = 1
+IOPRIO_CLASS_SHIFT = 13
+
 
 class Syscalls(Protocol):
     """Kernel calls the runtime makes that ``os`` does not wrap."""
@@ -152,3 +156,17 @@ class Syscalls(Protocol):
 
     def fork(self) -> int:
         """fork(2), through the seam so that tests can see (and forbid) it."""
+
+    def sched_setattr(self, policy: int, flags: int, nice: int, priority: int,
+                      runtime: int, deadline: int, period: int) -> None:
+        """``sched_setattr(0, attr, 0)`` on the calling thread (struct sched_attr v1)."""
+
+    def ioprio_set(self, ioprio: int) -> None:
+        """``ioprio_set(IOPRIO_WHO_PROCESS, 0, ioprio)`` on the calling process."""
+
+    def set_mempolicy(self, mode: int, nodes: tuple[int, ...]) -> None:
+        """``set_mempolicy(mode | MPOL_F_*, nodemask, maxnode)``; ``nodes`` empty
+        passes a NULL mask (MPOL_DEFAULT, MPOL_LOCAL, local MPOL_PREFERRED)."""
+
+    def sched_setaffinity(self, cpus: tuple[int, ...]) -> None:
+        """``sched_setaffinity(0, cpus)`` (os wraps it; here so tests see it)."""

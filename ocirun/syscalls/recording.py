@@ -140,3 +140,16 @@ class RecordingSyscalls:
         if self.fork_result is None:
             raise AssertionError("RecordingSyscalls.fork: the code under test forked")
         return self.fork_result
+
+    def sched_setattr(self, policy: int, flags: int, nice: int, priority: int,
+                      runtime: int, deadline: int, period: int) -> None:
+        self._record("sched_setattr", policy, flags, nice, priority, runtime, deadline, period)
+
+    def ioprio_set(self, ioprio: int) -> None:
+        self._record("ioprio_set", ioprio)
+
+    def set_mempolicy(self, mode: int, nodes: tuple[int, ...]) -> None:
+        self._record("set_mempolicy", mode, nodes)
+
+    def sched_setaffinity(self, cpus: tuple[int, ...]) -> None:
+        self._record("sched_setaffinity", cpus)

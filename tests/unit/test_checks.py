@@ -340,8 +340,8 @@ def test_unsupported_ignores_empty_values() -> None:
 
 def test_not_yet_table_covers_brief() -> None:
     for key in ("linux.resources.memory", "linux.resources.pids", "linux.seccomp", "linux.intelRdt", "linux.netDevices",
-                "linux.memoryPolicy", "process.terminal", "process.scheduler",
-                "process.ioPriority", "process.apparmorProfile", "process.selinuxLabel",
+                "process.terminal",
+                "process.apparmorProfile", "process.selinuxLabel",
                 "mounts[].uidMappings"):
         assert key in NOT_YET
 
