@@ -56,8 +56,6 @@ NOT_YET: dict[str, str] = {
     "linux.resources.rdma": "cgroup rdma limits (not implemented yet)",
     "linux.resources.unified": "cgroup v2 unified values (not implemented yet)",
     "linux.seccomp": "seccomp (not implemented yet)",
-    "linux.intelRdt": "Intel RDT (not implemented yet)",
-    "linux.netDevices": "moving network devices (not implemented yet)",
     "process.terminal": "terminal (not implemented yet)",
     "process.apparmorProfile": "AppArmor profile (not implemented yet)",
     "process.selinuxLabel": "SELinux label (not implemented yet)",

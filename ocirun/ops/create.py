@@ -19,6 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ocirun.ops.hostside import HostSide
     from ocirun.plantypes import ContainerPlan, Handles
     from ocirun.syscalls.api import Syscalls
 
@@ -108,6 +109,7 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
         raise NotSupportedError("--console-socket: terminals are not supported yet")
     spec, raw = load_and_check(bundle)
     plan = make_plan(cid, spec, bundle, opts)
+    host = plan_host_side(cid, spec)
     if sys is None:
         from ocirun.syscalls.linux import LinuxSyscalls
         sys = LinuxSyscalls()
@@ -133,6 +135,8 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
                 mgr.create()
                 rb.push(mgr.destroy)
                 mgr.apply((spec.get("linux") or {}).get("resources"))
+            if host is not None:
+                host.prepare(rb)
             st = ContainerState(cid, bundle=bundle, rootfs=plan.rootfs,
                                 created=rfc3339_nano(time.time_ns()), oci_version=plan.oci_version,
                                 annotations=plan.annotations,
@@ -152,12 +156,16 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
             entry = Entry(handles.join_fds, plan.ns, plan.time_offsets)
             init_pid = launch(Launch(INIT, entry, lambda chan: run_init(plan, handles, chan, sys),
                                      mgr=mgr, uid_map=plan.uid_map, gid_map=plan.gid_map,
-                                     run_runtime_hooks=runtime_hooks), rb, sys)
+                                     run_runtime_hooks=runtime_hooks,
+                                     on_pid=None if host is None else
+                                     lambda pid: host.on_pid(pid, rb, sys)), rb, sys)
             handles.close()
             from ocirun import procfs
             st.pid = init_pid
             st.pid_start = procfs.pid_start_time(init_pid) or 0
             store.save(st)
+            if host is not None:
+                host.save(path)
             if pid_file:
                 write_pid_file(pid_file, init_pid)
             rb.commit()
@@ -169,6 +177,15 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
         raise
     os.close(lock_fd)
     return st
+
+
+def plan_host_side(cid: str, spec: dict[str, Any]) -> HostSide | None:
+    """linux.intelRdt and linux.netDevices, checked before any fork (ops/hostside.py)."""
+    linux = spec.get("linux") or {}
+    if not (linux.get("intelRdt") or linux.get("netDevices")):
+        return None
+    from ocirun.ops.hostside import plan
+    return plan(cid, spec)
 
 
 def _run_poststop(plan: ContainerPlan) -> None:

@@ -20,6 +20,7 @@ from ocirun.errors import ConfigError, StateError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from ocirun.plantypes import ProcessPlan
@@ -91,7 +92,7 @@ def exec_process(store: StateStore, cid: str, proc: dict[str, Any], opts: ExecOp
         initial = plan.cpu_affinity[0] if plan.cpu_affinity else None
         pid = launch(Launch(TENANT, Entry(fds, cpus=initial),
                             lambda chan: run_tenant(plan, chan, sys),
-                            mgr=mgr), rb, sys)
+                            mgr=mgr, on_pid=_rdt_joiner(st)), rb, sys)
         _close_all(fds)
         if opts.pid_file:
             from ocirun.ops.create import write_pid_file
@@ -107,6 +108,14 @@ def exec_process(store: StateStore, cid: str, proc: dict[str, Any], opts: ExecOp
         return wait_init(pid)
     finally:
         fwd.restore()
+
+
+def _rdt_joiner(st: ContainerState) -> Callable[[int], None] | None:
+    """The container's resctrl group, which an exec'd process joins too."""
+    if not os.path.exists(os.path.join(st.dir, "resctrl")):
+        return None
+    from ocirun.ops.hostside import join_rdt
+    return lambda pid: join_rdt(st.dir, pid)
 
 
 def _close_all(fds: list[tuple[int, int]]) -> None:

@@ -339,7 +339,7 @@ def test_unsupported_ignores_empty_values() -> None:
 
 
 def test_not_yet_table_covers_brief() -> None:
-    for key in ("linux.resources.memory", "linux.resources.pids", "linux.seccomp", "linux.intelRdt", "linux.netDevices",
+    for key in ("linux.resources.memory", "linux.resources.pids", "linux.seccomp",
                 "process.terminal",
                 "process.apparmorProfile", "process.selinuxLabel",
                 "mounts[].uidMappings"):
