@@ -128,6 +128,22 @@ class ProcessPlan(_Frozen):
         return out
 
 
+class IdMap(_Frozen):
+    """How a bind mount is id-mapped: through a user namespace made with
+    ``uid_map``/``gid_map`` (text for /proc/<pid>/uid_map), or an existing
+    one at ``userns_path``; ``recursive`` (ridmap) maps every mount below."""
+
+    __slots__ = ("gid_map", "recursive", "uid_map", "userns_path")
+
+    def __init__(self, *, uid_map: bytes = b"", gid_map: bytes = b"", recursive: bool = False,
+                 userns_path: str = "") -> None:
+        self.uid_map = uid_map
+        self.gid_map = gid_map
+        self.recursive = recursive
+        self.userns_path = userns_path
+        self._seal()
+
+
 class MountPlan(_Frozen):
     """One ``mounts[i]`` entry, parsed.
 
@@ -137,12 +153,12 @@ class MountPlan(_Frozen):
     /sys is bound instead, as runc does) or ``fs`` (a filesystem mount).
     """
 
-    __slots__ = ("destination", "fstype", "index", "kind", "options", "recursive",
+    __slots__ = ("destination", "fstype", "idmap", "index", "kind", "options", "recursive",
                  "shows_cgroups", "source")
 
     def __init__(self, *, index: int, destination: str, fstype: str, source: str,
                  options: MountOptions, kind: str, recursive: bool,
-                 shows_cgroups: bool) -> None:
+                 shows_cgroups: bool, idmap: IdMap | None = None) -> None:
         self.index = index
         self.destination = destination  # absolute, normalised, inside the container
         self.fstype = fstype
@@ -151,6 +167,9 @@ class MountPlan(_Frozen):
         self.kind = kind
         self.recursive = recursive
         self.shows_cgroups = shows_cgroups
+        # An id-mapped bind (idmap/ridmap, uidMappings/gidMappings): the
+        # runtime clones the source and maps it before the children start.
+        self.idmap = idmap
         self._seal()
 
     @property

@@ -72,27 +72,36 @@ def make_plan(cid: str, spec: dict[str, Any], bundle: str, opts: CreateOptions) 
 def open_handles(plan: ContainerPlan, sys: Syscalls) -> Handles:
     """Fds the children need from the runtime's own view: namespaces to join,
     and (with a user namespace) a detached copy of each bind source, cloned
-    while the runtime can still reach it (the mapped root may not)."""
+    while the runtime can still reach it (the mapped root may not), and
+    id-mapped (process/idmap.py) when the mount asks for it."""
     from ocirun import namespaces
     from ocirun.plantypes import Handles
     from ocirun.syscalls.api import AT_FDCWD, AT_RECURSIVE, OPEN_TREE_CLOEXEC, OPEN_TREE_CLONE
     h = Handles()
+    users = None
     try:
         h.join_fds = namespaces.open_joins(plan.ns, sys)
-        if plan.ns.new_user:
-            for m in plan.mounts:
-                if m.kind != "bind":
-                    continue
-                flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (AT_RECURSIVE if m.recursive else 0)
-                try:
-                    h.mount_fds[m.index] = sys.open_tree(AT_FDCWD, m.source, flags)
-                except OSError as e:
-                    raise ConfigError(f"config.json: $.mounts[{m.index}].source: cannot clone "
-                                      f"`{m.source}` for {m.where}: {e.strerror}",
-                                      errno=e.errno) from e
+        for m in plan.mounts:
+            if m.kind != "bind" or not (plan.ns.new_user or m.idmap):
+                continue
+            flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (AT_RECURSIVE if m.recursive else 0)
+            try:
+                h.mount_fds[m.index] = sys.open_tree(AT_FDCWD, m.source, flags)
+            except OSError as e:
+                raise ConfigError(f"config.json: $.mounts[{m.index}].source: cannot clone "
+                                  f"`{m.source}` for {m.where}: {e.strerror}",
+                                  errno=e.errno) from e
+            if m.idmap is not None:
+                from ocirun.process.idmap import UsernsFds, map_tree
+                users = users or UsernsFds()
+                map_tree(h.mount_fds[m.index], m, users.get(m.idmap, f"$.mounts[{m.index}]",
+                                                            sys), sys)
     except BaseException:
         h.close()
         raise
+    finally:
+        if users is not None:
+            users.close()
     return h
 
 

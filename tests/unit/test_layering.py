@@ -17,7 +17,7 @@ LEVELS = [
 ]
 # issue 13's modules: scheduling, NUMA policy, Intel RDT, id-mapped mounts,
 # network devices, CRIU (a line of their own, so merges stay easy)
-LEVELS[1] += ("sched", "mempolicy", "resctrl", "idmapped", "netdev", "criu")
+LEVELS[1] += ("sched", "mempolicy", "resctrl", "netdev", "criu")
 
 
 def level_of(mod: str) -> int:
