@@ -46,9 +46,13 @@ def cmd_start(g: Opts, o: Opts, a: list[str]) -> int:
 
 
 def cmd_run(g: Opts, o: Opts, a: list[str]) -> int:
-    from ocirun.ops.run import run
+    # Forward signals from the first moment: ops.run is small; create's
+    # imports come after the handlers are in.
+    from ocirun.ops.run import Forwarder, run
+    fwd = Forwarder()
+    fwd.install()
     return run(_store(g), a[0], _create_options(g, o), detach=bool(o.get("detach")),
-               keep=bool(o.get("keep")))
+               keep=bool(o.get("keep")), fwd=fwd)
 
 
 def cmd_state(g: Opts, o: Opts, a: list[str]) -> int:
@@ -87,7 +91,6 @@ def cmd_spec(g: Opts, o: Opts, a: list[str]) -> int:
     from ocirun.ops.spec import write_spec
     write_spec(str(o.get("bundle") or "."), bool(o.get("rootless")))
     return 0
-
 
 
 def cmd_check(g: Opts, o: Opts, a: list[str]) -> int:
