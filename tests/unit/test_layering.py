@@ -55,10 +55,37 @@ def test_imports_go_down(mod, path):
             assert lvl <= me, f"{mod} (layer {me}) imports {n} (layer {lvl})"
 
 
+# What runs in the children (after the fork) works from plans only: it must
+# never reach for the config layer (schema, meaning checks, the bundle
+# loader), nor for the planner that turns a config into plans.
+CHILD_SIDE = ("ocirun.process.init", "ocirun.process.setup", "ocirun.process.tenant",
+              "ocirun.process.intermediate", "ocirun.rootfs", "ocirun.devices", "ocirun.user",
+              "ocirun.capabilities", "ocirun.rlimits", "ocirun.pathres", "ocirun.namespaces",
+              "ocirun.plantypes")
+NEVER_FROM_CHILD_SIDE = ("ocirun.config", "ocirun.process.plan", "ocirun.ops", "jsonschema",
+                         "fastjsonschema", "json")
+
+
+@pytest.mark.parametrize("mod", CHILD_SIDE)
+def test_child_side_never_reads_config(mod):
+    path = PKG.parent / (mod.replace(".", "/") + ".py")
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        for n in names:
+            for bad in NEVER_FROM_CHILD_SIDE:
+                assert n != bad and not n.startswith(bad + "."), f"{mod} imports {n}"
+
+
 # -- no import cycles ---------------------------------------------------------------------
 # Every import counts, also the ones inside functions (a lazy import still ties two modules
 # together, and a cycle of them is a tangle however late it is resolved). `from ocirun.x
 # import y` is an edge to ocirun.x.y when y is a module, else to ocirun.x.
+
 
 
 def import_graph():
@@ -140,29 +167,3 @@ def test_command_handlers_live_on_the_top_layer():
         handler = row[cmdtable.C_HANDLER]
         if handler:
             assert level_of(handler.partition(":")[0]) == len(LEVELS) - 1, handler
-
-
-# What runs in the children (after the fork) works from plans only: it must
-# never reach for the config layer (schema, meaning checks, the bundle
-# loader), nor for the planner that turns a config into plans.
-CHILD_SIDE = ("ocirun.process.init", "ocirun.process.setup", "ocirun.process.tenant",
-              "ocirun.process.intermediate", "ocirun.rootfs", "ocirun.devices", "ocirun.user",
-              "ocirun.capabilities", "ocirun.rlimits", "ocirun.pathres", "ocirun.namespaces",
-              "ocirun.plantypes")
-NEVER_FROM_CHILD_SIDE = ("ocirun.config", "ocirun.process.plan", "ocirun.ops", "jsonschema",
-                         "fastjsonschema", "json")
-
-
-@pytest.mark.parametrize("mod", CHILD_SIDE)
-def test_child_side_never_reads_config(mod):
-    path = PKG.parent / (mod.replace(".", "/") + ".py")
-    tree = ast.parse(path.read_text())
-    for node in ast.walk(tree):
-        names = []
-        if isinstance(node, ast.Import):
-            names = [a.name for a in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names = [node.module]
-        for n in names:
-            for bad in NEVER_FROM_CHILD_SIDE:
-                assert n != bad and not n.startswith(bad + "."), f"{mod} imports {n}"
