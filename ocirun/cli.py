@@ -56,7 +56,26 @@ COMMANDS: dict[str, tuple[dict[str, tuple[str, str]], int, int, str, str]] = {
               "rootless": ("rootless", "bool"), **_HELP}, 0, 0, "spec [--bundle DIR] [--rootless]",
              "write a starter config.json"),
 }
-NOT_YET = ("exec", "ps", "pause", "resume", "events", "update", "features", "checkpoint", "restore")
+# cgroup commands (issue 9)
+_UPDATE_FLAGS = {f: (f, "str") for f in (
+    "memory", "memory-reservation", "memory-swap", "cpu-share", "cpu-shares", "cpu-quota",
+    "cpu-period", "cpu-burst", "cpu-rt-runtime", "cpu-rt-period", "cpuset-cpus", "cpuset-mems",
+    "cpu-idle", "pids-limit", "blkio-weight", "kernel-memory", "kernel-memory-tcp",
+    "l3-cache-schema", "mem-bw-schema")}
+COMMANDS.update({
+    "pause": (_HELP, 1, 1, "pause <container-id>", "freeze every process of a container"),
+    "resume": (_HELP, 1, 1, "resume <container-id>", "thaw a paused container"),
+    "ps": ({"format": ("format", "str"), "f": ("format", "str"), **_HELP}, 1, 1 << 16,
+           "ps [--format table|json] <container-id> [ps options]",
+           "show the processes running in a container"),
+    "events": ({"interval": ("interval", "str"), "stats": ("stats", "bool"), **_HELP}, 1, 1,
+               "events [--stats] [--interval 5s] <container-id>",
+               "print a container's OOM events and resource statistics"),
+    "update": ({"resources": ("resources", "str"), "r": ("resources", "str"), **_UPDATE_FLAGS,
+                **_HELP}, 1, 1, "update [command options] <container-id>",
+               "change the resource limits of a running container"),
+})
+NOT_YET = ("exec", "features", "checkpoint", "restore")
 
 
 class Parsed:
@@ -162,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"No help topic for '{cmd}'")
         flags, lo, hi, _, _ = COMMANDS[cmd]
         c = Parsed()
-        parse_flags(argv, i + 1, flags, c, stop_at_positional=False)
+        j = parse_flags(argv, i + 1, flags, c, stop_at_positional=cmd == "ps")
+        if cmd == "ps":  # runc: flags end at the id; what follows goes to ps(1)
+            c.args = argv[j:]
         if c.opts.get("help"):
             os.write(1, usage(cmd).encode())
             return 0

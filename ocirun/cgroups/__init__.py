@@ -31,6 +31,7 @@ from ocirun.errors import CgroupError, NotSupportedError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from ocirun.cgroups.oom import OomWatcher
     from ocirun.syscalls.api import Syscalls
 
 __all__ = ["CREATED_PREFIX", "UNIFIED_KEY", "CgroupManager", "load_manager", "open_manager"]
@@ -180,6 +181,32 @@ class CgroupManager:
         except CgroupError as e:
             if e.errno != errno.ENOENT:
                 raise
+
+    # --- observation ---
+
+    def stats(self) -> dict[str, object]:
+        """Usage in runc's ``events`` ``data`` shape (``stats.py``)."""
+        from ocirun.cgroups.stats import collect
+        v1: dict[str, str] = {}
+        v2 = None
+        for h in self.hierarchies:
+            if isinstance(h, Hierarchy2):
+                v2 = h.path
+            else:
+                for k in h.keys:
+                    v1[k] = h.path
+        return collect(v1, v2)
+
+    def oom_watcher(self) -> OomWatcher:
+        """An ``oom.OomWatcher`` on the memory controller (v1 when mounted, else v2)."""
+        from ocirun.cgroups import oom
+        for h in self.hierarchies:
+            if h.version == 1 and "memory" in h.keys:
+                return oom.watch_v1(h.path)
+        for h in self.hierarchies:
+            if isinstance(h, Hierarchy2):
+                return oom.watch_v2(h.path)
+        raise CgroupError("no memory controller to watch for OOM events")
 
     # --- freezer ---
 
