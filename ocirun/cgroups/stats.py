@@ -129,7 +129,7 @@ def _mem_entry(d: str, prefix: str) -> dict[str, object]:
 def memory_v1(d: str | None) -> dict[str, object]:
     if not d:
         return _empty_memory()
-    raw = _kv(d, "memory.stat")
+    raw = dict(sorted(_kv(d, "memory.stat").items()))
     return _omit({"cache": raw.get("cache", 0), "usage": _mem_entry(d, "memory"),
                   "swap": _mem_entry(d, "memory.memsw"), "kernel": _mem_entry(d, "memory.kmem"),
                   "kernelTCP": _mem_entry(d, "memory.kmem.tcp"), "raw": raw}, "cache", "raw")
@@ -204,7 +204,7 @@ def cpu_v2(d: str) -> dict[str, object]:
 
 
 def memory_v2(d: str) -> dict[str, object]:
-    raw = _kv(d, "memory.stat")
+    raw = dict(sorted(_kv(d, "memory.stat").items()))
     usage = {"limit": _file_num(d, "memory.max"), "usage": _file_num(d, "memory.current"),
              "max": _file_num(d, "memory.peak"),
              "failcnt": _kv(d, "memory.events").get("max", 0)}
@@ -267,5 +267,13 @@ def collect(v1: dict[str, str], v2: str | None) -> dict[str, object]:
     pids = pids_stats(v1.get("pids") or (v2 if has2("pids.current") else None))
     blkio = blkio_v1(v1.get("blkio")) if "blkio" in v1 or not has2("io.stat") else io_v2(v2)  # type: ignore[arg-type]
     hugetlb = hugetlb_v1(v1.get("hugetlb")) if "hugetlb" in v1 or v2 is None else hugetlb_v2(v2)
-    return {"cpu": cpu, "cpuset": cpuset_v1(v1.get("cpuset")), "memory": memory, "pids": pids,
+    cpuset = cpuset_v1(v1.get("cpuset"))
+    if "cpuset" not in v1 and has2("cpuset.cpus.effective"):
+        assert v2 is not None
+        cpus = cpu_list(_read(v2 + "/cpuset.cpus.effective"))
+        mems = cpu_list(_read(v2 + "/cpuset.mems.effective"))
+        cpuset = _omit({"cpus": cpus, **cpuset, "mems": mems}, "cpus", "mems")
+        cpuset = {k: cpuset[k] for k in ("cpus", "cpu_exclusive", "mems", *CPUSET_FLAGS[2:])
+                  if k in cpuset}
+    return {"cpu": cpu, "cpuset": cpuset, "memory": memory, "pids": pids,
             "blkio": blkio, "hugetlb": hugetlb, "intel_rdt": {}, "network_interfaces": None}
