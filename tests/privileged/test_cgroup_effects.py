@@ -331,3 +331,30 @@ def test_events_stats_shape_matches_runc(make_lab: Any, runtime_cmd: list[str]) 
     assert ours["memory"]["usage"]["limit"] == runc["memory"]["usage"]["limit"]
     assert ours["pids"]["limit"] == runc["pids"]["limit"] == 20
     assert ours["network_interfaces"] is None and ours["intel_rdt"] == {}
+
+
+def test_unified_values(lab: Any) -> None:
+    hybrid = not V2 and os.path.exists(f"{ROOT}/unified/cgroup.controllers")
+    if not (V2 or hybrid):
+        cid = lab.new_id()
+        b = lab.bundle(["true"], lambda c: c["linux"].update(
+            cgroupsPath="/" + cid, resources={"unified": {"cgroup.max.descendants": "5"}}))
+        r = lab.create(b, cid)
+        assert r.returncode == 1 and "cgroup v2 values need a unified hierarchy" in r.stderr
+        assert lab.leftovers(cid) == []
+        return
+    values = {"cgroup.max.descendants": "5"}
+    if V2 and have("pids"):
+        values["pids.max"] = "17"
+    cid, _ = container(lab, "sleep 60", {"unified": values})
+    base = f"{ROOT}/{cid}" if V2 else f"{ROOT}/unified/{cid}"
+    for k, v in values.items():
+        assert read(f"{base}/{k}") == v
+    lab.cli("delete", "--force", cid).ok()
+    # a controller the hierarchy does not offer is an error naming it, and nothing is left
+    cid2 = lab.new_id()
+    b = lab.bundle(["true"], lambda c: c["linux"].update(
+        cgroupsPath="/" + cid2, resources={"unified": {"nosuch.max": "1"}}))
+    r = lab.create(b, cid2)
+    assert r.returncode == 1 and "the `nosuch` controller is not available" in r.stderr, r
+    assert lab.leftovers(cid2) == []
