@@ -100,9 +100,9 @@ def delete(store: StateStore, cid: str, *, force: bool = False) -> None:
                 return
             raise
         status = st.status()
-        if status != STOPPED:
+        if not status.can_delete():
             if not force:
-                raise errors.StateError(f"cannot delete container {cid} that is not stopped: {status}")
+                status.require("delete", cid)
             stop_container(st)
         hooks = st.hooks.get("poststop") or []
         destroy(store, st)

@@ -4,16 +4,16 @@
 derives ``paused`` from the frozen cgroup.
 
 Like runc, a created container can be paused too (its parked init is frozen
-with the rest); pausing a paused or stopped one is "container not running",
-resuming one that is not paused is "container not paused".
+with the rest); ``Status.require`` words the refusals ("container not
+running", "container not paused", "container already paused").
 """
 
 from __future__ import annotations
 
 import os
 
-from ocirun.errors import CgroupError, StateError
-from ocirun.state import CREATED, PAUSED, RUNNING, ContainerState, StateStore
+from ocirun.errors import CgroupError
+from ocirun.state import ContainerState, StateStore
 
 
 def _manager(st: ContainerState):  # type: ignore[no-untyped-def]
@@ -27,8 +27,7 @@ def pause(store: StateStore, cid: str) -> None:
     lock = store.lock(cid)
     try:
         st = store.load(cid)
-        if st.status() not in (RUNNING, CREATED):
-            raise StateError("container not running")
+        st.status().require("pause", cid)
         _manager(st).freeze(True)
     finally:
         os.close(lock)
@@ -38,8 +37,7 @@ def resume(store: StateStore, cid: str) -> None:
     lock = store.lock(cid)
     try:
         st = store.load(cid)
-        if st.status() != PAUSED:
-            raise StateError("container not paused")
+        st.status().require("resume", cid)
         _manager(st).freeze(False)
     finally:
         os.close(lock)

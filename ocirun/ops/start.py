@@ -15,18 +15,11 @@ import os
 import select
 
 from ocirun import errors
-from ocirun.state import CREATED, RUNNING, STOPPED, ContainerState, StateStore
+from ocirun.state import RUNNING, ContainerState, StateStore
 
 
 def check_startable(st: ContainerState) -> None:
-    status = st.status()
-    if status == CREATED:
-        return
-    if status == STOPPED:
-        raise errors.StateError("cannot start a container that has stopped")
-    if status == RUNNING:
-        raise errors.StateError("cannot start an already running container")
-    raise errors.StateError(f"cannot start a container in the {status} state")
+    st.status().require("start", st.id)
 
 
 def start(store: StateStore, cid: str) -> ContainerState:
