@@ -150,7 +150,7 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
             if mgr is not None:
                 mgr.create()
                 rb.push(mgr.destroy)
-                mgr.apply((spec.get("linux") or {}).get("resources"))
+                mgr.apply((spec.get("linux") or {}).get("resources"), sys=sys)
             steps.end("C4", "cgroup", t)
             if host is not None:
                 host.prepare(rb)

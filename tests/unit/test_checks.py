@@ -318,10 +318,9 @@ def test_unsupported_lists_paths() -> None:
     doc = template()
     doc["process"]["terminal"] = True
     doc["process"]["apparmorProfile"] = "docker-default"
-    doc["linux"]["resources"] = {"pids": {"limit": 10}}
     doc["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW"}
     found = unsupported(doc)
-    assert set(found) == {"$.process.terminal", "$.process.apparmorProfile", "$.linux.resources.pids",
+    assert set(found) == {"$.process.terminal", "$.process.apparmorProfile",
                           "$.linux.seccomp"}
     msg = unsupported_message(doc)
     assert msg is not None and "$.linux.seccomp: seccomp (not implemented yet)" in msg
@@ -336,7 +335,7 @@ def test_unsupported_ignores_empty_values() -> None:
 
 
 def test_not_yet_table_covers_brief() -> None:
-    for key in ("linux.resources.memory", "linux.resources.pids", "linux.seccomp",
+    for key in ("linux.seccomp",
                 "process.terminal",
                 "process.apparmorProfile", "process.selinuxLabel"):
         assert key in NOT_YET
