@@ -276,3 +276,10 @@ def log_tail(path: str, lines: int = 5) -> str:
     except OSError:
         return ""
     return " | ".join(errs[-lines:])
+
+
+def features_annotations(criu: str = "criu") -> dict[str, str]:
+    """runc's features annotation, as it is here: a criu binary to drive."""
+    import shutil
+    return {"org.opencontainers.runc.checkpoint.enabled": "true" if shutil.which(criu)
+            else "false"}

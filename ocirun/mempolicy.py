@@ -133,3 +133,8 @@ def apply_mempolicy(p: MemPolicyPlan, sys: Syscalls) -> None:
         hint = " (this kernel has no NUMA support)" if e.errno == 38 else ""
         raise SyscallError(f"linux.memoryPolicy: set_mempolicy({p.text}): {e.strerror}{hint}",
                            errno=e.errno, stage="memory_policy") from e
+
+
+def features() -> dict[str, list[str]]:
+    """features-linux.md "MemoryPolicy": every mode and flag recognised here."""
+    return {"modes": list(KNOWN_MPOL_MODES), "flags": list(KNOWN_MPOL_FLAGS)}

@@ -249,3 +249,10 @@ class Mover:
         for fd in (self.target, self.here_fd):
             os.close(fd)
         self.target = self.here_fd = -1
+
+
+def features() -> dict[str, bool]:
+    """features-linux.md "NetDevices": enabled when pyroute2 is installed beside
+    ocirun (without it a config with netDevices is refused, saying so)."""
+    from importlib.util import find_spec
+    return {"enabled": find_spec("pyroute2") is not None}

@@ -231,3 +231,9 @@ def from_record(text: str) -> RdtPlan:
     _, remove, group = group_line.split(" ", 2)
     mon = mon_line.partition(" ")[2] or None
     return RdtPlan(group, (), mon, create=remove == "1", remove=remove == "1")
+
+
+def features() -> dict[str, bool]:
+    """features-linux.md "IntelRdt": what the runtime implements (the spec: not
+    whether this host has resctrl; ``plan_rdt`` says that, naming the field)."""
+    return {"enabled": True, "schemata": True, "monitoring": True}

@@ -116,3 +116,14 @@ def map_tree(tree: int, m: MountPlan, userns: int, sys: Syscalls) -> None:
             hint = " (id-mapped mounts need Linux >= 5.12)"
         raise OciRunError(f"config.json: $.mounts[{m.index}]: id-map `{m.source}` for "
                           f"{m.where}: {e.strerror}{hint}", errno=e.errno) from e
+
+
+def features(release: str | None = None) -> dict[str, dict[str, bool]]:
+    """features-linux.md "MountExtensions": id-mapped mounts need mount_setattr
+    (Linux 5.12); on an older kernel they are not offered."""
+    release = release or os.uname().release
+    try:
+        major, minor = (int(x) for x in release.split(".")[:2])
+    except ValueError:
+        return {"idmap": {"enabled": True}}
+    return {"idmap": {"enabled": (major, minor) >= (5, 12)}}

@@ -120,3 +120,17 @@ def test_missing_criu_is_explained(tmp_path: Any) -> None:
     with pytest.raises(OciRunError, match=r"run `/nonexistent/criu swrk`: No such file .* "
                                           r"apt-get install criu"):
         criu.Swrk("/nonexistent/criu")
+
+
+def test_features_fragments() -> None:
+    from ocirun import mempolicy, netdev, resctrl
+    from ocirun.process import idmap
+    assert mempolicy.features()["modes"][0] == "MPOL_DEFAULT"
+    assert set(mempolicy.features()["flags"]) == {"MPOL_F_NUMA_BALANCING",
+                                                  "MPOL_F_RELATIVE_NODES", "MPOL_F_STATIC_NODES"}
+    assert resctrl.features() == {"enabled": True, "schemata": True, "monitoring": True}
+    assert netdev.features() == {"enabled": True}  # pyroute2 is installed with ocirun
+    assert idmap.features("6.1.0-57-amd64") == {"idmap": {"enabled": True}}
+    assert idmap.features("5.10.0") == {"idmap": {"enabled": False}}
+    assert criu.features_annotations("/nonexistent/criu") == {
+        "org.opencontainers.runc.checkpoint.enabled": "false"}
