@@ -10,7 +10,11 @@ from __future__ import annotations
 import os
 
 from ocirun.syscalls._ffi import NR, ffi, lib
-from ocirun.syscalls.api import KEYCTL_JOIN_SESSION_KEYRING, NS_GET_NSTYPE
+from ocirun.syscalls.api import (
+    KEYCTL_JOIN_SESSION_KEYRING,
+    NS_GET_NSTYPE,
+    SECCOMP_SET_MODE_FILTER,
+)
 
 _CAP_V3 = 0x20080522  # _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set
 
@@ -140,6 +144,19 @@ class LinuxSyscalls:
     def join_session_keyring(self, name: str | None) -> int:
         arg = ffi.NULL if name is None else ffi.new("char[]", name.encode())
         rc = int(lib.syscall(_nr("keyctl"), _l(KEYCTL_JOIN_SESSION_KEYRING), arg))
+        if rc == -1:
+            _raise()
+        return rc
+
+    def seccomp_set_filter(self, flags: int, bpf: bytes | None) -> int:
+        if bpf is None:
+            prog = ffi.NULL
+        else:
+            # ``buf`` must outlive the call: the kernel copies the program in.
+            buf = ffi.from_buffer(bpf)
+            prog = ffi.new("struct oci_sock_fprog *", {"len": len(bpf) // 8, "filter": buf})
+        rc = int(lib.syscall(_nr("seccomp"), _l(SECCOMP_SET_MODE_FILTER),
+                             ffi.cast("unsigned int", flags), prog))
         if rc == -1:
             _raise()
         return rc

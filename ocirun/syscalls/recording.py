@@ -34,7 +34,8 @@ class RecordingSyscalls:
     keeps working in a tmp dir.
     """
 
-    __slots__ = ("calls", "caps", "create_nodes", "fail", "nstypes", "prctl_result")
+    __slots__ = ("calls", "caps", "create_nodes", "fail", "nstypes", "prctl_result",
+                 "seccomp_result")
 
     def __init__(self, fail: FailRule | None = None, *,
                  caps: tuple[int, int, int] = ((1 << 41) - 1, (1 << 41) - 1, 0),
@@ -45,6 +46,7 @@ class RecordingSyscalls:
         self.create_nodes = create_nodes
         self.prctl_result = 0
         self.nstypes: dict[int, int] = {}  # fd -> CLONE_NEW* for ns_get_type
+        self.seccomp_result = 0  # what seccomp_set_filter returns (a listener fd)
 
     def _record(self, name: str, *args: object) -> None:
         self.calls.append((name, *args))
@@ -122,3 +124,7 @@ class RecordingSyscalls:
     def join_session_keyring(self, name: str | None) -> int:
         self._record("join_session_keyring", name)
         return 1
+
+    def seccomp_set_filter(self, flags: int, bpf: bytes | None) -> int:
+        self._record("seccomp_set_filter", flags, bpf)
+        return self.seccomp_result
