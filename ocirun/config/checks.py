@@ -55,7 +55,6 @@ NOT_YET: dict[str, str] = {
     "linux.resources.network": "cgroup net_cls/net_prio (not implemented yet)",
     "linux.resources.rdma": "cgroup rdma limits (not implemented yet)",
     "linux.resources.unified": "cgroup v2 unified values (not implemented yet)",
-    "linux.seccomp": "seccomp (not implemented yet)",
     "linux.intelRdt": "Intel RDT (not implemented yet)",
     "linux.netDevices": "moving network devices (not implemented yet)",
     "linux.memoryPolicy": "NUMA memory policy (not implemented yet)",

@@ -12,7 +12,7 @@ import os
 import time
 
 from ocirun import log
-from ocirun.errors import HookError, NotSupportedError, OciRunError
+from ocirun.errors import ChildDiedError, HookError, NotSupportedError, OciRunError
 from ocirun.state import FIFO, ContainerState, StateStore, rfc3339_nano
 
 TYPE_CHECKING = False
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from typing import Any
 
     from ocirun.process.plan import InitPlan
+    from ocirun.seccomp import SeccompProgram
 
 
 class CreateOptions:
@@ -119,6 +120,9 @@ def create(store: StateStore, cid: str, opts: CreateOptions) -> ContainerState:
         raise NotSupportedError("--console-socket: terminals are not supported yet")
     spec, raw = load_and_check(bundle)
     plan = make_plan(cid, spec, bundle, opts)
+    seccomp_cfg = (spec.get("linux") or {}).get("seccomp")
+    if seccomp_cfg is not None:  # [sec] compiled before any fork: a bad profile fails here
+        plan.seccomp = compile_seccomp(seccomp_cfg, store.root)
     sys = LinuxSyscalls()
     from ocirun import namespaces
     from ocirun.process.init import preload
@@ -159,7 +163,12 @@ def create(store: StateStore, cid: str, opts: CreateOptions) -> ContainerState:
                     if hooks.get(phase):
                         run_hooks(hooks[phase], state, phase, cwd=bundle)
 
-            init_pid = launch(plan, mgr, rb, sys, runtime_hooks)
+            try:
+                init_pid = launch(plan, mgr, rb, sys, runtime_hooks)
+            except ChildDiedError as e:
+                if plan.seccomp is None:
+                    raise
+                raise ChildDiedError(e.msg + SECCOMP_DIED_HINT) from None  # [sec]
             os.close(plan.fifo_fd)
             from ocirun import procfs
             st.pid = init_pid
@@ -176,6 +185,24 @@ def create(store: StateStore, cid: str, opts: CreateOptions) -> ContainerState:
         raise
     os.close(lock_fd)
     return st
+
+
+# [sec] The init loads the profile before `ready` and still writes to the
+# runtime, closes fds, opens the exec FIFO and execs after it.
+SECCOMP_DIED_HINT = ("; the seccomp profile (linux.seccomp) is loaded before that point: it must "
+                     "allow what the runtime still does before exec (write, close, openat, "
+                     "execve; signal 31 is SIGSYS, a seccomp kill)")
+
+
+def compile_seccomp(cfg: dict[str, Any], state_root: str) -> SeccompProgram:  # [sec]
+    """linux.seccomp, compiled (or read from the cache under the state root)."""
+    from ocirun.seccomp import compile_program
+    prog = compile_program(cfg, cache_dir=state_root)
+    if prog.notify:
+        raise NotSupportedError("config.json: $.linux.seccomp: SCMP_ACT_NOTIFY is not supported "
+                                "yet: the init cannot hand the listener fd to the runtime until "
+                                "the sync channel carries fds")
+    return prog
 
 
 def _run_poststop(plan: InitPlan) -> None:

@@ -56,6 +56,8 @@ def preload(plan: InitPlan) -> None:
         import ocirun.rlimits
     if plan.spec.get("hooks"):
         import ocirun.hooks  # noqa: F401
+    if plan.seccomp is not None:  # [sec]
+        import ocirun.seccomp  # noqa: F401
 
 
 def close_inherited_fds(plan: InitPlan, chan: Channel) -> None:                 # N1
@@ -191,8 +193,13 @@ def become_user(plan: InitPlan, sys: api.Syscalls) -> str:                     #
         os.makedirs(cwd, mode=0o755, exist_ok=True)
     except OSError:
         pass  # the chdir below reports the real problem
-    if proc.get("noNewPrivileges"):
+    nnp = bool(proc.get("noNewPrivileges"))
+    if nnp:
         sys.prctl(api.PR_SET_NO_NEW_PRIVS, 1)
+    # [sec] seccomp early when no_new_privs is off: the kernel then wants
+    # CAP_SYS_ADMIN, which the capabilities below may drop (as runc does).
+    if plan.seccomp is not None and not nnp:
+        load_seccomp(plan, sys)
     from ocirun.user import apply_user
     apply_user(proc.get("user") or {"uid": 0, "gid": 0}, sys)
     from ocirun.capabilities import apply_caps
@@ -203,7 +210,22 @@ def become_user(plan: InitPlan, sys: api.Syscalls) -> str:                     #
     except OSError as e:
         raise ExecError(f"chdir to cwd ({cwd!r}) set in config.json failed: {e.strerror}",
                         errno=e.errno, stage="cwd") from e
-    return find_executable(proc.get("args") or [""], plan.env)
+    exe = find_executable(proc.get("args") or [""], plan.env)
+    # [sec] seccomp last when no_new_privs is on: after everything the runtime
+    # does that a profile may forbid, but before `ready` (a NOTIFY listener fd
+    # must reach the runtime first).  Still to come: ready, the exec FIFO,
+    # startContainer hooks, umask, execve.
+    if plan.seccomp is not None and nnp:
+        load_seccomp(plan, sys)
+    return exe
+
+
+def load_seccomp(plan: InitPlan, sys: api.Syscalls) -> None:                   # [sec]
+    from ocirun.seccomp import load
+    assert plan.seccomp is not None
+    fd = load(plan.seccomp, sys)
+    if fd is not None:  # NOTIFY is refused at create until the channel carries fds
+        os.close(fd)
 
 
 def find_executable(args: list[str], env: list[str]) -> str:
@@ -240,7 +262,13 @@ def wait_for_start(plan: InitPlan, chan: Channel) -> int:                      #
     # Reopen our O_PATH handle for writing: blocks until `start` opens the
     # FIFO for reading.  Through /proc because the host path is gone after
     # pivot_root.
-    fd = os.open(f"/proc/self/fd/{plan.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        fd = os.open(f"/proc/self/fd/{plan.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as e:
+        if plan.seccomp is not None:  # [sec] the channel is closed: tell the container's stderr
+            os.write(2, f"ocirun: init: reopen the exec FIFO: {e.strerror} (linux.seccomp is "
+                        "loaded before exec: does the profile allow openat?)\n".encode())
+        raise
     os.close(plan.fifo_fd)
     os.write(fd, b"\0")
     return fd
@@ -260,7 +288,10 @@ def exec_process(plan: InitPlan, exe: str, fifo: int) -> None:                  
     except OciRunError as e:
         _fail_start(fifo, e.code, e.errno, e.msg)
     except OSError as e:
-        _fail_start(fifo, "exec", e.errno, f'exec: "{proc["args"][0]}": {e.strerror.lower() if e.strerror else e}')
+        msg = f'exec: "{proc["args"][0]}": {e.strerror.lower() if e.strerror else e}'
+        if plan.seccomp is not None:  # [sec] the profile applies to execve too
+            msg += " (linux.seccomp is loaded before exec: does the profile allow execve?)"
+        _fail_start(fifo, "exec", e.errno, msg)
     except BaseException as e:  # never die silently: start would take it for an exec
         _fail_start(fifo, "error", None, f"start: internal error: {type(e).__name__}: {e}")
 

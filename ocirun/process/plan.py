@@ -12,6 +12,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ocirun.capabilities import CapSets
     from ocirun.namespaces import NamespacePlan
+    from ocirun.seccomp import SeccompProgram
 
 
 class InitPlan:
@@ -30,6 +31,7 @@ class InitPlan:
         "no_pivot",
         "ns",
         "rootfs",
+        "seccomp",
         "spec",
     )
 
@@ -53,6 +55,8 @@ class InitPlan:
         hooks = spec.get("hooks") or {}
         self.has_create_hooks = bool(hooks.get("prestart") or hooks.get("createRuntime"))
         self.detached_stdio = False
+        # [sec] the compiled linux.seccomp (ocirun.seccomp.SeccompProgram), set by create
+        self.seccomp: SeccompProgram | None = None
 
     def hook_state(self, status: str, pid: int) -> dict[str, object]:
         doc = dict(self.hook_base)
