@@ -24,11 +24,12 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "tests")]
 
-import bench  # noqa: E402  (bench.py puts tests/ on sys.path for bundle)
-import bundle  # noqa: E402
-import podman_seccomp  # noqa: E402
+import bundle
+import podman_seccomp
+
+import bench
 
 
 class ColdCache(bench.Runtime):
