@@ -48,11 +48,19 @@ def main(sock_path: str, out_path: str, rules: list[str]) -> None:
     conn, _ = srv.accept()
     msg, fds, _, _ = socket.recv_fds(conn, 1 << 16, 4)
     data = msg
-    while chunk := conn.recv(1 << 16):
-        data += chunk
+    # Read up to the end of the JSON document, not to EOF: runc 1.1.5 leaves the
+    # connection open (the spec says it MUST close it) while `runc run` lives.
+    while True:
+        try:
+            state = json.loads(data)
+            break
+        except ValueError:
+            chunk = conn.recv(1 << 16)
+            if not chunk:
+                raise
+            data += chunk
     conn.close()
     srv.close()
-    state = json.loads(data)
     listener = fds[state["fds"].index("seccompFd")]
     calls = []
     poller = select.poll()

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ocirun.process.channel import Channel
+    from ocirun.syscalls.api import Syscalls
 
 
 def report(chan: Channel, e: BaseException, stage: str) -> None:
@@ -30,14 +31,15 @@ def report(chan: Channel, e: BaseException, stage: str) -> None:
         msg = {"code": "error", "errno": None, "stage": stage,
                "msg": f"{stage}: internal error: {type(e).__name__}: {e}"}
     try:
-        chan.send("error", **{k: v for k, v in msg.items() if k != "type"})
+        chan.send("error", (), **{k: v for k, v in msg.items() if k != "type"})
     except Exception:
         pass
 
 
-def spawn(fn: Callable[[], None], chan: Channel, close_fds: tuple[int, ...], stage: str) -> int:
+def spawn(fn: Callable[[], None], chan: Channel, close_fds: tuple[int, ...], stage: str,
+          sys: Syscalls) -> int:
     """Fork; the child closes ``close_fds`` and runs ``fn``.  Returns the pid."""
-    pid = os.fork()
+    pid = sys.fork()
     if pid:
         return pid
     code = 1

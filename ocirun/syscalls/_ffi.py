@@ -29,15 +29,15 @@ lib = ffi.dlopen(None)
 # and later) share one number on every architecture; older ones do not.
 _NR_BY_ARCH: dict[str, dict[str, int]] = {
     "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "keyctl": 250,
-               "mount_setattr": 442},
+               "mount_setattr": 442, "open_tree": 428, "move_mount": 429},
     "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "keyctl": 219,
-                "mount_setattr": 442},
+                "mount_setattr": 442, "open_tree": 428, "move_mount": 429},
     "riscv64": {"pivot_root": 41, "capget": 90, "capset": 91, "keyctl": 219,
-                "mount_setattr": 442},
+                "mount_setattr": 442, "open_tree": 428, "move_mount": 429},
     "ppc64le": {"pivot_root": 203, "capget": 183, "capset": 184, "keyctl": 271,
-                "mount_setattr": 442},
+                "mount_setattr": 442, "open_tree": 428, "move_mount": 429},
     "s390x": {"pivot_root": 217, "capget": 184, "capset": 185, "keyctl": 280,
-              "mount_setattr": 442},
+              "mount_setattr": 442, "open_tree": 428, "move_mount": 429},
 }
 # seccomp(2): kept apart from the table above so that additions merge cleanly.
 for _arch, _nr in (("x86_64", 317), ("aarch64", 277), ("riscv64", 277), ("ppc64le", 358),

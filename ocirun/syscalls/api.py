@@ -64,6 +64,11 @@ MOUNT_ATTR_NODIRATIME = 0x80
 MOUNT_ATTR_IDMAP = 0x100000
 MOUNT_ATTR_NOSYMFOLLOW = 0x200000
 
+# open_tree(2) / move_mount(2)
+OPEN_TREE_CLONE = 0x1
+OPEN_TREE_CLOEXEC = 0o2000000  # O_CLOEXEC
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+
 # clone(2)/unshare(2)/setns(2) namespace flags
 CLONE_NEWTIME = 0x80
 CLONE_NEWNS = 0x20000
@@ -147,6 +152,15 @@ class Syscalls(Protocol):
         """``ioctl(fd, NS_GET_NSTYPE)``: the CLONE_NEW* flag of a namespace fd."""
 
     def join_session_keyring(self, name: str | None) -> int: ...
+
+    def open_tree(self, dirfd: int, path: str, flags: int) -> int:
+        """A detached copy of the mount tree at ``path`` (OPEN_TREE_CLONE): an fd."""
+
+    def move_mount(self, from_dirfd: int, from_path: str, to_dirfd: int, to_path: str,
+                   flags: int) -> None: ...
+
+    def fork(self) -> int:
+        """fork(2), through the seam so that tests can see (and forbid) it."""
 
     def seccomp_set_filter(self, flags: int, bpf: bytes | None) -> int:
         """``seccomp(SECCOMP_SET_MODE_FILTER, flags, prog)`` with ``bpf`` (an array

@@ -148,6 +148,24 @@ class LinuxSyscalls:
             _raise()
         return rc
 
+    def open_tree(self, dirfd: int, path: str, flags: int) -> int:
+        rc = int(lib.syscall(_nr("open_tree"), ffi.cast("int", dirfd),
+                             ffi.new("char[]", os.fsencode(path)), ffi.cast("unsigned int", flags)))
+        if rc < 0:
+            _raise(path)
+        return rc
+
+    def move_mount(self, from_dirfd: int, from_path: str, to_dirfd: int, to_path: str,
+                   flags: int) -> None:
+        rc = lib.syscall(_nr("move_mount"), ffi.cast("int", from_dirfd),
+                         ffi.new("char[]", os.fsencode(from_path)), ffi.cast("int", to_dirfd),
+                         ffi.new("char[]", os.fsencode(to_path)), ffi.cast("unsigned int", flags))
+        if rc != 0:
+            _raise(to_path)
+
+    def fork(self) -> int:
+        return os.fork()
+
     def seccomp_set_filter(self, flags: int, bpf: bytes | None) -> int:
         if bpf is None:
             prog = ffi.NULL

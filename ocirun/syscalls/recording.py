@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 # Methods whose first argument is a path, reported as OSError.filename.
 _PATH_ARG = {"mount": 1, "umount2": 0, "pivot_root": 0, "mknod": 0, "chroot": 0,
-             "mount_setattr": 1}
+             "mount_setattr": 1, "open_tree": 1, "move_mount": 3}
 
 
 class RecordingSyscalls:
@@ -34,8 +34,8 @@ class RecordingSyscalls:
     keeps working in a tmp dir.
     """
 
-    __slots__ = ("calls", "caps", "create_nodes", "fail", "nstypes", "prctl_result",
-                 "seccomp_result")
+    __slots__ = ("calls", "caps", "create_nodes", "fail", "fork_result", "nstypes",
+                 "prctl_result", "seccomp_result")
 
     def __init__(self, fail: FailRule | None = None, *,
                  caps: tuple[int, int, int] = ((1 << 41) - 1, (1 << 41) - 1, 0),
@@ -46,6 +46,9 @@ class RecordingSyscalls:
         self.create_nodes = create_nodes
         self.prctl_result = 0
         self.nstypes: dict[int, int] = {}  # fd -> CLONE_NEW* for ns_get_type
+        # fork() records the call, then returns this; None (the default)
+        # raises instead, so a test can assert that no child was ever made.
+        self.fork_result: int | None = None
         self.seccomp_result = 0  # what seccomp_set_filter returns (a listener fd)
 
     def _record(self, name: str, *args: object) -> None:
@@ -124,6 +127,20 @@ class RecordingSyscalls:
     def join_session_keyring(self, name: str | None) -> int:
         self._record("join_session_keyring", name)
         return 1
+
+    def open_tree(self, dirfd: int, path: str, flags: int) -> int:
+        self._record("open_tree", dirfd, path, flags)
+        return os.open("/", os.O_PATH | os.O_CLOEXEC)  # a real fd the caller may close
+
+    def move_mount(self, from_dirfd: int, from_path: str, to_dirfd: int, to_path: str,
+                   flags: int) -> None:
+        self._record("move_mount", from_dirfd, from_path, to_dirfd, to_path, flags)
+
+    def fork(self) -> int:
+        self._record("fork")
+        if self.fork_result is None:
+            raise AssertionError("RecordingSyscalls.fork: the code under test forked")
+        return self.fork_result
 
     def seccomp_set_filter(self, flags: int, bpf: bytes | None) -> int:
         self._record("seccomp_set_filter", flags, bpf)

@@ -11,6 +11,7 @@ second create does not import pyseccomp.
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -27,6 +28,7 @@ pytestmark = pytest.mark.skipif(os.uname().machine != "x86_64", reason="x86_64 p
 
 ARCHES = ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
 REPO = Path(__file__).resolve().parents[2]
+AGENT = REPO / "tests" / "seccomp_agent.py"
 
 
 def profile(*rules: dict[str, Any], default: str = "SCMP_ACT_ALLOW", **extra: Any) -> dict[str, Any]:
@@ -135,7 +137,7 @@ def test_profile_denying_execve_is_reported_at_start(lab: Any) -> None:
 def test_profile_killing_the_runtimes_last_calls_fails_create(lab: Any) -> None:
     if lab.is_runc:
         pytest.skip("runc 1.1.5's init makes no write after loading: its create succeeds")
-    prof = profile({"names": ["write", "writev"], "action": "SCMP_ACT_KILL_PROCESS"})
+    prof = profile({"names": ["sendmsg"], "action": "SCMP_ACT_KILL_PROCESS"})
     b = lab.bundle(["true"], with_seccomp(prof))
     cid = lab.new_id()
     r = lab.create(b, cid)
@@ -152,8 +154,10 @@ def test_profile_killing_the_runtimes_last_calls_fails_create(lab: Any) -> None:
              default="SCMP_ACT_ERRNO"), "$.linux.seccomp.syscalls[0].errnoRet: SCMP_ACT_ALLOW"),
     (profile(architectures=["SCMP_ARCH_X86_64", "SCMP_ARCH_M68K"]),
      "$.linux.seccomp.architectures[1]"),
-    (profile({"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}, listenerPath="/run/x.sock"),
-     "SCMP_ACT_NOTIFY is not supported yet"),
+    (profile({"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}, listenerPath="/nonexistent.sock"),
+     "linux.seccomp.listenerPath `/nonexistent.sock`: send the seccomp listener: No such file"),
+    (profile({"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}),
+     "$.linux.seccomp.listenerPath: required by the SCMP_ACT_NOTIFY rule"),
 ])
 def test_bad_or_unsupported_profiles_fail_create_cleanly(lab: Any, prof: dict[str, Any],
                                                          phrase: str) -> None:
@@ -166,6 +170,41 @@ def test_bad_or_unsupported_profiles_fail_create_cleanly(lab: Any, prof: dict[st
     errs = [ln for ln in r.stderr.splitlines() if ln.strip() and "warning:" not in ln]
     assert len(errs) == 1 and phrase in errs[0], r
     assert lab.leftovers(cid) == []
+
+
+@pytest.mark.parametrize("nnp", [True, False], ids=["no_new_privs", "cap_sys_admin"])
+def test_notify_agent_answers_for_the_container(lab: Any, tmp_path: Path, nnp: bool) -> None:
+    """config-linux.md "listenerPath": the agent gets the container process state and
+    the listener; it fails one mkdir with its own errno and lets another through."""
+    sock = str(tmp_path / "agent.sock")
+    result = tmp_path / "agent.json"
+    agent = subprocess.Popen([sys.executable, str(AGENT), sock, str(result),
+                              f"denied={errno.EDQUOT}"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert agent.stdout is not None and agent.stdout.readline().strip() == "listening"
+        prof = profile({"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"},
+                       listenerPath=sock, listenerMetadata="agent-metadata")
+        b = lab.bundle(["sh", "-c", "mkdir /tmp/denied 2>&1; echo rc=$?; mkdir /tmp/allowed && "
+                        "[ -d /tmp/allowed ] && echo made"], with_seccomp(prof, nnp))
+        cid = lab.new_id()
+        r = lab.run(b, cid)
+        assert r.returncode == 0, r
+        assert os.strerror(errno.EDQUOT) in r.stdout and "rc=1" in r.stdout
+        assert "made" in r.stdout
+        agent.wait(timeout=30)
+        got = json.loads(result.read_text())
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+        agent.wait()
+    doc = got["state"]
+    assert got["fds"] == 1 and doc["fds"] == ["seccompFd"]
+    assert doc["metadata"] == "agent-metadata"
+    state = doc["state"]
+    assert (state["id"], state["status"], state["bundle"]) == (cid, "creating", b.path)
+    assert doc["pid"] == state["pid"] and doc["pid"] > 1
+    assert [c[1:] for c in got["calls"]] == [["/tmp/denied", f"errno {errno.EDQUOT}"],
+                                             ["/tmp/allowed", "continue"]]
 
 
 def _create_imports(root: str, bdir: str, cid: str, cwd: str) -> set[str]:

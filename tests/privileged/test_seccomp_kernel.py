@@ -226,3 +226,66 @@ def test_notify_listener_reaches_an_agent(tmp_path: Path) -> None:
         if agent.poll() is None:
             agent.kill()
         agent.wait()
+
+
+# --------------------------------------------------------------------------- the process step
+
+def _step_calls(nnp: bool, notify: bool = False) -> tuple[list[str], list[str]]:
+    """Run process/setup.prepare_process in a forked child with a recording seam;
+    (the seam calls in order, what hand_over saw)."""
+    from ocirun.plantypes import ProcessPlan
+    from ocirun.process import setup
+    from ocirun.syscalls.recording import RecordingSyscalls
+    rules = [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY" if notify else "SCMP_ACT_ERRNO"}]
+    prog = prog_of(*rules, **({"listenerPath": "/run/a.sock"} if notify else {}))
+    from ocirun.capabilities import compute_caps
+    caps, _ = compute_caps({k: ["CAP_KILL"] for k in ("bounding", "effective", "permitted")})
+    plan = ProcessPlan(args=("/bin/true",), env=("PATH=/bin",), cwd="/", no_new_privileges=nnp,
+                       seccomp=prog, caps=caps)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(r)
+            rec = RecordingSyscalls()
+            seen: list[str] = []
+            if notify:
+                rec.seccomp_result = os.open("/dev/null", os.O_RDONLY)
+
+                def hand_over(fd: int) -> None:
+                    seen.append(f"fd {fd} open={os.path.exists(f'/proc/self/fd/{fd}')}")
+            else:
+                hand_over = None  # type: ignore[assignment]
+            setup.prepare_process(plan, rec, hand_over)
+            if notify:
+                seen.append(f"closed after={not os.path.exists(f'/proc/self/fd/{rec.seccomp_result}')}")
+            os.write(w, json.dumps([rec.names(), seen]).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.close(r)
+    os.waitpid(pid, 0)
+    names, seen = json.loads(data)
+    return names, seen
+
+
+def test_step_loads_last_with_no_new_privs() -> None:
+    names, _ = _step_calls(nnp=True)
+    assert names[-1] == "seccomp_set_filter"
+    assert names.index("capset") < names.index("seccomp_set_filter")
+
+
+def test_step_loads_before_ids_and_capabilities_without_no_new_privs() -> None:
+    names, _ = _step_calls(nnp=False)
+    assert names.count("seccomp_set_filter") == 1
+    assert names.index("seccomp_set_filter") < names.index("capset")
+
+
+def test_step_hands_the_listener_over_and_closes_it() -> None:
+    _, seen = _step_calls(nnp=True, notify=True)
+    assert len(seen) == 2 and seen[0].endswith("open=True") and seen[1] == "closed after=True"
