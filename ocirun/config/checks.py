@@ -61,8 +61,6 @@ NOT_YET: dict[str, str] = {
     "process.terminal": "terminal (not implemented yet)",
     "process.scheduler": "scheduler policy (not implemented yet)",
     "process.ioPriority": "I/O priority (not implemented yet)",
-    "process.apparmorProfile": "AppArmor profile (not implemented yet)",
-    "process.selinuxLabel": "SELinux label (not implemented yet)",
     "mounts[].uidMappings": "id-mapped mounts (not implemented yet)",
     "mounts[].gidMappings": "id-mapped mounts (not implemented yet)",
 }

@@ -58,6 +58,8 @@ def preload(plan: ContainerPlan) -> None:
         import ocirun.hooks  # noqa: F401
     if plan.process.seccomp is not None:
         import ocirun.seccomp  # noqa: F401
+    if plan.process.apparmor_profile or plan.process.selinux_label:
+        import ocirun.lsm  # noqa: F401
 
 
 def close_inherited_fds(keep: set[int]) -> None:                               # N1

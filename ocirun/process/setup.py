@@ -10,6 +10,9 @@ config-linux.md "Personality") in this order, each step a named function:
   S2 set_personality;
   S3 apply_limits: rlimits and oom_score_adj, while still privileged
      (raising a hard limit or lowering the score needs CAP_SYS_RESOURCE);
+  S3b set_lsm_labels: the AppArmor profile and SELinux label the next
+     execve takes on (ocirun/lsm.py), while /proc/self/attr is still ours
+     and before a seccomp filter could forbid the writes;
   S4 set_no_new_privs;
   S5 enter_cwd_early: chdir while still root, so a cwd only root can enter
      still works (runc does the same); EACCES is retried in S8;
@@ -48,6 +51,9 @@ if TYPE_CHECKING:
 def join_keyring(p: ProcessPlan, sys: api.Syscalls) -> None:                  # S1
     if p.keyring is None:
         return
+    if p.selinux_label:  # the new keyring gets the process's label (as runc does)
+        from ocirun.lsm import apply_keycreate_label
+        apply_keycreate_label(p.selinux_label)
     try:
         sys.join_session_keyring(p.keyring)
     except OSError as e:
@@ -73,6 +79,12 @@ def apply_limits(p: ProcessPlan) -> None:                                      #
     if p.rlimits:
         apply_rlimits(p.rlimits)
     apply_oom_score_adj(p.oom_score_adj)
+
+
+def set_lsm_labels(p: ProcessPlan) -> None:                                    # S3b
+    if p.apparmor_profile or p.selinux_label:
+        from ocirun.lsm import apply_exec_labels
+        apply_exec_labels(p.apparmor_profile, p.selinux_label)
 
 
 def set_no_new_privs(p: ProcessPlan, sys: api.Syscalls) -> None:              # S4
@@ -190,6 +202,7 @@ def prepare_process(p: ProcessPlan, sys: api.Syscalls,
     join_keyring(p, sys)
     set_personality(p, sys)
     apply_limits(p)
+    set_lsm_labels(p)
     set_no_new_privs(p, sys)
     retry = enter_cwd_early(p)
     if p.seccomp is not None and not p.no_new_privileges:

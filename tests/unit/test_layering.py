@@ -10,7 +10,7 @@ PKG = pathlib.Path(__file__).resolve().parents[2] / "ocirun"
 LEVELS = [
     ("errors", "jsonio", "syscalls", "procfs", "log", "__init__"),
     ("pathres", "mount_options", "capabilities", "rlimits", "user", "namespaces", "devices",
-     "rootfs", "hooks", "seccomp", "console", "features", "trace", "plantypes"),
+     "rootfs", "hooks", "seccomp", "lsm", "console", "features", "trace", "plantypes"),
     ("state", "config", "process", "cgroups"),
     ("ops",),
     ("commands", "cli", "__main__"),
