@@ -45,10 +45,7 @@ DEVICE_TYPES = frozenset({"c", "b", "u", "p"})
 MAX_ID_MAP_LINES = 340
 
 NOT_YET: dict[str, str] = {
-    "linux.seccomp": "seccomp (not implemented yet)",
     "process.terminal": "terminal (not implemented yet)",
-    "process.apparmorProfile": "AppArmor profile (not implemented yet)",
-    "process.selinuxLabel": "SELinux label (not implemented yet)",
 }
 
 

@@ -317,13 +317,11 @@ def test_unsupported_empty_for_template() -> None:
 def test_unsupported_lists_paths() -> None:
     doc = template()
     doc["process"]["terminal"] = True
-    doc["process"]["apparmorProfile"] = "docker-default"
-    doc["linux"]["seccomp"] = {"defaultAction": "SCMP_ACT_ALLOW"}
     found = unsupported(doc)
-    assert set(found) == {"$.process.terminal", "$.process.apparmorProfile",
-                          "$.linux.seccomp"}
+    assert set(found) == {"$.process.terminal"}
     msg = unsupported_message(doc)
-    assert msg is not None and "$.linux.seccomp: seccomp (not implemented yet)" in msg
+    assert msg is not None and msg.startswith("config.json: not supported: ")
+    assert all(f"{path}: " in msg for path in found)
 
 
 def test_unsupported_ignores_empty_values() -> None:
@@ -335,9 +333,7 @@ def test_unsupported_ignores_empty_values() -> None:
 
 
 def test_not_yet_table_covers_brief() -> None:
-    for key in ("linux.seccomp",
-                "process.terminal",
-                "process.apparmorProfile", "process.selinuxLabel"):
+    for key in ("process.terminal",):
         assert key in NOT_YET
 
 
