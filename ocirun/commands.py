@@ -104,7 +104,6 @@ def cmd_spec(g: Opts, o: Opts, a: list[str]) -> int:
     return 0
 
 
-
 def cmd_check(g: Opts, o: Opts, a: list[str]) -> int:
     """``ocirun check [-b BUNDLE] [--format text|json] [CONFIG]``: 0 would run, 1 would not."""
     from ocirun.ops.check import check_bundle, counts, render_json, render_text
