@@ -375,7 +375,7 @@ def test_unified_values(lab: Any) -> None:
     assert lab.leftovers(cid2) == []
 
 
-def test_bpf_device_filter_is_replaced_for_real(tmp_path: Any) -> None:
+def test_bpf_device_filter_is_replaced_for_real() -> None:
     """The v2 device filter through bpf(2) on this kernel (a hybrid host's unified
     mount works too): a second filter replaces the first, one program stays
     attached, and a process in the cgroup feels each."""
@@ -387,8 +387,9 @@ def test_bpf_device_filter_is_replaced_for_real(tmp_path: Any) -> None:
     mount = ROOT if V2 else f"{ROOT}/unified"
     if not os.path.exists(f"{mount}/cgroup.controllers"):
         pytest.skip("no cgroup2 mount")
-    node = tmp_path / "kmsg"
-    os.mknod(node, 0o600 | 0o020000, os.makedev(1, 11))  # c 1:11: not a default device
+    node = "/dev/kmsg"  # c 1:11: not a default device (and /tmp may be mounted nodev)
+    if not os.path.exists(node):
+        pytest.skip("no /dev/kmsg")
     d = f"{mount}/ocirun-test-bpf-{uuid.uuid4().hex[:8]}"
     os.mkdir(d)
     sys = LinuxSyscalls()
