@@ -145,7 +145,8 @@ def _cpu_seconds(lab: Any, cid: str) -> float:
 def test_cpu_quota_slows_a_busy_loop(lab: Any) -> None:
     need("cpu")
     busy = "while :; do :; done"
-    slow, _ = container(lab, busy, {"cpu": {"quota": 10000, "period": 100000}})
+    # 5% of a CPU: far below what a busy loop gets even on a loaded 2-CPU machine
+    slow, _ = container(lab, busy, {"cpu": {"quota": 5000, "period": 100000}})
     fast, _ = container(lab, busy)
     time.sleep(0.5)
     s0, f0, t0 = _cpu_seconds(lab, slow), _cpu_seconds(lab, fast), time.monotonic()
@@ -153,9 +154,10 @@ def test_cpu_quota_slows_a_busy_loop(lab: Any) -> None:
     s1, f1, t1 = _cpu_seconds(lab, slow), _cpu_seconds(lab, fast), time.monotonic()
     wall = t1 - t0
     slow_share, fast_share = (s1 - s0) / wall, (f1 - f0) / wall
-    assert slow_share < 0.2, f"10% quota but the loop got {slow_share:.0%} of a CPU"
-    assert fast_share > 2 * slow_share, (slow_share, fast_share)
-    assert stats(lab, slow)["cpu"]["throttling"].get("throttledPeriods", 0) > 0
+    assert slow_share < 0.12, f"5% quota but the loop got {slow_share:.0%} of a CPU"
+    assert fast_share > 1.5 * slow_share, (slow_share, fast_share)
+    throttling = stats(lab, slow)["cpu"]["throttling"]
+    assert throttling.get("throttledPeriods", 0) > 0 and throttling.get("throttledTime", 0) > 0
 
 
 def test_cpuset_pins(lab: Any) -> None:
