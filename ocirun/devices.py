@@ -76,10 +76,10 @@ def device_list(spec: dict[str, Any]) -> list[Device]:
     return out
 
 
-def create_devices(spec: dict[str, Any], rootfs: str, sys: Syscalls, *,
+def create_devices(devices: tuple[Device, ...] | list[Device], rootfs: str, sys: Syscalls, *,
                    in_userns: bool) -> None:
-    """Create every device of ``spec`` under ``rootfs`` (before pivot_root)."""
-    for dev in device_list(spec):
+    """Create every planned device (device_list) under ``rootfs`` (before pivot_root)."""
+    for dev in devices:
         try:
             _create(dev, rootfs, sys, in_userns)
         except OSError as e:

@@ -23,6 +23,14 @@ import time
 from ocirun import jsonio
 from ocirun.errors import HookError, oserror_text
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+# config.md "POSIX-platform Hooks", in lifecycle order (runtime.md "Lifecycle").
+HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer",
+              "poststart", "poststop")
+
 _SIGKILL = 9
 _SIGPIPE = 13
 _SIGXFSZ = 25
@@ -30,6 +38,54 @@ _SIGXFSZ = 25
 # reported, but reading on avoids blocking a chatty hook on a full pipe.
 _CAPTURE_MAX = 65536
 _READ_CHUNK = 65536
+
+
+class Hook:
+    """One entry of ``hooks.<kind>``, parsed in the parent (``path``, argv,
+    environment as a mapping, timeout in seconds or None)."""
+
+    __slots__ = ("args", "env", "path", "timeout")
+
+    def __init__(self, path: str, args: tuple[str, ...], env: dict[str, str],
+                 timeout: int | None) -> None:
+        self.path = path
+        self.args = args
+        self.env = env
+        self.timeout = timeout
+
+    @classmethod
+    def from_config(cls, entry: dict[str, object], where: str = "hook") -> Hook:
+        """Parse one config entry; raises ConfigError naming ``where``."""
+        from ocirun.errors import ConfigError
+        path = entry.get("path")
+        if not isinstance(path, str) or not path:
+            raise ConfigError(f"{where}.path: required")
+        args = entry.get("args")
+        env: dict[str, str] = {}
+        raw_env: list[object] = entry.get("env") or []  # type: ignore[assignment]
+        for j, item in enumerate(raw_env):
+            key, sep, value = str(item).partition("=")
+            if not sep or not key:
+                raise ConfigError(f"{where}.env[{j}]: `{item}` is not KEY=value")
+            env[key] = value
+        timeout = entry.get("timeout")
+        return cls(path, tuple(str(a) for a in args) if args else (path,),  # type: ignore[attr-defined]
+                   env, timeout if isinstance(timeout, int) and not isinstance(timeout, bool)
+                   else None)
+
+    def to_config(self) -> dict[str, object]:
+        doc: dict[str, object] = {"path": self.path, "args": list(self.args)}
+        if self.env:
+            doc["env"] = [f"{k}={v}" for k, v in self.env.items()]
+        if self.timeout is not None:
+            doc["timeout"] = self.timeout
+        return doc
+
+
+def as_hooks(hooks: Sequence[Hook | dict[str, object]] | None, kind: str) -> tuple[Hook, ...]:
+    """``hooks.<kind>`` of a config (or of state.json) as Hook objects."""
+    return tuple(h if isinstance(h, Hook) else Hook.from_config(h, f"$.hooks.{kind}[{i}]")
+                 for i, h in enumerate(hooks or ()))
 
 
 class HookOutcome:
@@ -43,7 +99,8 @@ class HookOutcome:
         self.stderr = stderr
 
 
-def run_hooks(hooks: list[dict[str, object]] | None, state: dict[str, object], phase: str, *,
+def run_hooks(hooks: Sequence[Hook | dict[str, object]] | None, state: dict[str, object],
+              phase: str, *,
               cwd: str | None = None) -> None:
     """Run ``hooks`` in order; raise :class:`HookError` on the first failure.
 
@@ -57,8 +114,8 @@ def run_hooks(hooks: list[dict[str, object]] | None, state: dict[str, object], p
             raise HookError(msg, stage=phase)
 
 
-def run_hooks_warn(hooks: list[dict[str, object]] | None, state: dict[str, object], phase: str,
-                   *, cwd: str | None = None) -> list[str]:
+def run_hooks_warn(hooks: Sequence[Hook | dict[str, object]] | None, state: dict[str, object],
+                   phase: str, *, cwd: str | None = None) -> list[str]:
     """Run every hook even when some fail (poststop); return the failures as
     warnings.  Never raises: the spec says the lifecycle goes on."""
     payload = _state_bytes(state)
@@ -77,10 +134,10 @@ def _state_bytes(state: dict[str, object]) -> bytes:
     return jsonio.dumps(state).encode()
 
 
-def _run_indexed(i: int, hook: dict[str, object], payload: bytes, phase: str,
+def _run_indexed(i: int, hook: Hook | dict[str, object], payload: bytes, phase: str,
                  cwd: str | None) -> str | None:
     """Run one hook; return the one-line failure message, or None on success."""
-    path = hook.get("path")
+    path = hook.path if isinstance(hook, Hook) else hook.get("path")
     label = f"{phase} hook #{i} ({path})"
     if not isinstance(path, str) or not path:
         return f"{label}: `path` is missing"
@@ -149,15 +206,23 @@ def _inheritable_fds(keep: set[int]) -> list[int]:
     return found
 
 
-def run_hook(hook: dict[str, object], payload: bytes, *, cwd: str | None = None) -> HookOutcome:
-    """Spawn one hook, feed it ``payload``, collect its output and status."""
-    path = str(hook.get("path"))
-    args = hook.get("args") or [path]
-    timeout = hook.get("timeout")
-    try:
-        env = _env_map(hook.get("env"))
-    except ValueError as e:
-        return HookOutcome(f"cannot start: {e}")
+def run_hook(hook: Hook | dict[str, object], payload: bytes, *,
+             cwd: str | None = None) -> HookOutcome:
+    """Spawn one hook, feed it ``payload``, collect its output and status.
+
+    A Hook comes from a plan; a dict (tests, hand-made calls) is read
+    leniently: a malformed env entry is this hook's failure, not an error.
+    """
+    if isinstance(hook, Hook):
+        path, args, env, timeout = hook.path, list(hook.args), hook.env, hook.timeout
+    else:
+        path = str(hook.get("path"))
+        args = hook.get("args") or [path]  # type: ignore[assignment]
+        timeout = hook.get("timeout")  # type: ignore[assignment]
+        try:
+            env = _env_map(hook.get("env"))
+        except ValueError as e:
+            return HookOutcome(f"cannot start: {e}")
 
     fds: list[int] = []
     try:
@@ -174,7 +239,7 @@ def run_hook(hook: dict[str, object], payload: bytes, *, cwd: str | None = None)
         ]
         actions += [(os.POSIX_SPAWN_CLOSE, fd) for fd in _inheritable_fds(set(fds))]
         try:
-            pid = _spawn(path, [str(a) for a in args], env, actions, cwd)  # type: ignore[attr-defined]
+            pid = _spawn(path, [str(a) for a in args], env, actions, cwd)
         except OSError as e:
             return HookOutcome(f"cannot start: {oserror_text(e)}")
         # Close the child's ends at once: the EOFs we wait for need it.

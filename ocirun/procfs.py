@@ -119,3 +119,99 @@ def same_ns(path_a: str, path_b: str) -> bool:
     a = os.stat(path_a)
     b = os.stat(path_b)
     return a.st_dev == b.st_dev and a.st_ino == b.st_ino
+
+
+class MountInfo:
+    """One line of /proc/<pid>/mountinfo (proc(5)), paths unescaped."""
+
+    __slots__ = ("fstype", "mount_id", "mount_point", "optional", "options", "parent_id",
+                 "root", "source", "super_options")
+
+    def __init__(self, mount_id: int, parent_id: int, root: str, mount_point: str,
+                 options: str, optional: str, fstype: str, source: str,
+                 super_options: str) -> None:
+        self.mount_id = mount_id
+        self.parent_id = parent_id
+        self.root = root
+        self.mount_point = mount_point
+        self.options = options
+        self.optional = optional  # "shared:N master:M ..." (space-separated)
+        self.fstype = fstype
+        self.source = source
+        self.super_options = super_options
+
+    def __repr__(self) -> str:
+        return f"MountInfo({self.mount_point!r}, {self.fstype!r}, root={self.root!r})"
+
+
+def unescape_mount_field(field: str) -> str:
+    """mountinfo escapes space, tab, newline and backslash as ``\\ooo`` octal."""
+    if "\\" not in field:
+        return field
+    out: list[str] = []
+    i = 0
+    while i < len(field):
+        if field[i] == "\\" and i + 4 <= len(field) and field[i + 1:i + 4].isdigit():
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def parse_mountinfo(text: str) -> list[MountInfo]:
+    """Every well-formed line, in mount order (later mounts may cover earlier ones)."""
+    out: list[MountInfo] = []
+    for line in text.splitlines():
+        fields = line.split(" ")
+        try:
+            sep = fields.index("-", 6)
+            mount_id, parent_id = int(fields[0]), int(fields[1])
+        except (ValueError, IndexError):
+            continue
+        rest = fields[sep + 1:] + ["", "", ""]
+        out.append(MountInfo(mount_id, parent_id, unescape_mount_field(fields[3]),
+                             unescape_mount_field(fields[4]), fields[5], " ".join(fields[6:sep]),
+                             rest[0], unescape_mount_field(rest[1]), rest[2]))
+    return out
+
+
+def read_mountinfo(path: str = "/proc/self/mountinfo") -> list[MountInfo]:
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        return parse_mountinfo(f.read())
+
+
+def mount_point_of(path: str, infos: list[MountInfo]) -> str:
+    """The mount point holding ``path`` (longest prefix; path already resolved)."""
+    best = "/"
+    for mi in infos:
+        mp = mi.mount_point
+        if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
+            best = mp
+    return best
+
+
+def cgroup_mounts(infos: list[MountInfo], root: str = "/sys/fs/cgroup") -> list[MountInfo]:
+    """cgroup and cgroup2 mounts at ``root`` or below, one per hierarchy.
+
+    A hierarchy mounted twice (same version, same v1 controller set) keeps
+    its first mount: each hierarchy maps to one directory, for the cgroup
+    manager and for the container's mirror of the host layout alike.
+    """
+    root = root.rstrip("/") or "/"
+    prefix = root if root == "/" else root + "/"
+    out: list[MountInfo] = []
+    seen: set[tuple[str, frozenset[str]]] = set()
+    for mi in infos:
+        if mi.fstype not in ("cgroup", "cgroup2"):
+            continue
+        if mi.mount_point != root and not mi.mount_point.startswith(prefix):
+            continue
+        opts = frozenset(mi.super_options.split(",")) if mi.fstype == "cgroup" else frozenset()
+        key = (mi.fstype, opts)
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(mi)
+    return out

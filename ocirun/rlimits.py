@@ -55,19 +55,20 @@ def _to_rlim(value: object, where: str) -> int:
     return value
 
 
-def check_rlimits(rlimits: list[dict[str, object]]) -> list[tuple[int, int, int]]:
+def check_rlimits(rlimits: list[dict[str, object]], base: str = "process.rlimits"
+                  ) -> list[tuple[int, int, int]]:
     """Validate ``process.rlimits`` (pure) and return ``(resource, soft, hard)``
     triples ready for setrlimit.  Meant for the parent, before any fork."""
     plan: list[tuple[int, int, int]] = []
     seen: dict[str, int] = {}
     for i, entry in enumerate(rlimits):
-        where = f"process.rlimits[{i}]"
+        where = f"{base}[{i}]"
         kind = entry.get("type")
         if not isinstance(kind, str) or kind not in RLIMITS:
             raise ConfigError(f"{where}: unknown rlimit type `{kind}` "
                               f"(expected one of RLIMIT_CPU, RLIMIT_NOFILE, ...)")
         if kind in seen:
-            raise ConfigError(f"{where}: `{kind}` is already set by process.rlimits[{seen[kind]}]")
+            raise ConfigError(f"{where}: `{kind}` is already set by {base}[{seen[kind]}]")
         seen[kind] = i
         soft = _to_rlim(entry.get("soft"), f"{where}.soft")
         hard = _to_rlim(entry.get("hard"), f"{where}.hard")
@@ -79,16 +80,24 @@ def check_rlimits(rlimits: list[dict[str, object]]) -> list[tuple[int, int, int]
     return plan
 
 
-def apply_rlimits(rlimits: list[dict[str, object]]) -> None:
-    """Set every limit of ``process.rlimits`` on the calling process."""
-    for i, (res, soft, hard) in enumerate(check_rlimits(rlimits)):
+def plan_rlimits(rlimits: list[dict[str, object]], base: str = "process.rlimits"
+                 ) -> tuple[tuple[int, int, int, str], ...]:
+    """check_rlimits plus each entry's name: what a ProcessPlan carries."""
+    return tuple((res, soft, hard, str(entry.get("type")))
+                 for (res, soft, hard), entry in zip(check_rlimits(rlimits, base), rlimits))
+
+
+def apply_rlimits(limits: tuple[tuple[int, int, int, str], ...]) -> None:
+    """Set every planned limit on the calling process (in the child)."""
+    for i, (res, soft, hard, name) in enumerate(limits):
         try:
             resource.setrlimit(res, (soft, hard))
         except (OSError, ValueError) as e:
             text = oserror_text(e) if isinstance(e, OSError) else str(e)
-            raise SyscallError(f"setrlimit `{rlimits[i]['type']}` (process.rlimits[{i}]) "
-                               f"soft={rlimits[i].get('soft')} hard={rlimits[i].get('hard')}: "
-                               f"{text}", errno=getattr(e, "errno", None), stage="rlimits") from e
+            shown = ["unlimited" if v == resource.RLIM_INFINITY else v for v in (soft, hard)]
+            raise SyscallError(f"setrlimit `{name}` (process.rlimits[{i}]) "
+                               f"soft={shown[0]} hard={shown[1]}: {text}",
+                               errno=getattr(e, "errno", None), stage="rlimits") from e
 
 
 def apply_oom_score_adj(value: int | None, *, path: str = "/proc/self/oom_score_adj") -> None:

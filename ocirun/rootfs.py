@@ -21,13 +21,14 @@ import errno
 import os
 
 from ocirun.devices import create_devices
-from ocirun.errors import ConfigError, NotSupportedError, SyscallError, oserror_text
-from ocirun.mount_options import PROPAGATION_OPTIONS, MountOptions, parse_mount_options
+from ocirun.errors import ConfigError, SyscallError, oserror_text
+from ocirun.mount_options import PROPAGATION_OPTIONS, MountOptions
 from ocirun.pathres import mkdir_all_in_root, resolve_in_root
 from ocirun.syscalls.api import (
     AT_FDCWD,
     AT_RECURSIVE,
     MNT_DETACH,
+    MOVE_MOUNT_F_EMPTY_PATH,
     MS_BIND,
     MS_MOVE,
     MS_NOATIME,
@@ -48,8 +49,9 @@ from ocirun.syscalls.api import (
 TYPE_CHECKING = False  # avoids importing typing (~8 ms cold); mypy still honours it
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from typing import Any
 
+    from ocirun.plantypes import ContainerPlan, MountPlan
+    from ocirun.procfs import MountInfo
     from ocirun.syscalls.api import Syscalls
 
 # Host files read while mounting cgroups; module attributes so tests can point
@@ -59,7 +61,9 @@ PROC_SELF_CGROUP = "/proc/self/cgroup"
 CGROUP_ROOT = "/sys/fs/cgroup"
 
 # Mounts inside /proc could hide what masked/readonly paths protect (runc's
-# checkProcMount, CVE-2019-16884): only these files may be covered.
+# checkProcMount, CVE-2019-16884): only these files may be covered.  The
+# planner checks the configured destination; _check_proc checks it again once
+# symlinks in the rootfs are resolved.
 ALLOWED_PROC_MOUNTS = frozenset({
     "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
     "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev",
@@ -110,39 +114,38 @@ def _parent_in_root(rootfs: str, path: str) -> str:
 # prepare_rootfs
 
 
-def prepare_rootfs(spec: dict[str, Any], bundle: str, rootfs: str, sys: Syscalls, *,
-                   in_userns: bool, before_cgroup: Callable[[], None] | None = None) -> None:
+def prepare_rootfs(plan: ContainerPlan, sys: Syscalls, *, mount_fds: dict[int, int] | None = None,
+                   before_cgroup: Callable[[], None] | None = None) -> None:
     """Everything before pivot_root; runs inside the container's mount namespace.
 
+    ``mount_fds`` maps a mounts[] index to a detached copy of its bind source
+    (open_tree, made by the runtime before the user namespace applied).
     ``before_cgroup`` is called once, right before the first mount that shows
     cgroups (a cgroup mount, or anything under /sys/fs/cgroup): the init may
     start here before the runtime has finished moving it into its cgroup.
     """
-    rootfs = os.path.abspath(rootfs)
-    linux = spec.get("linux") or {}
-    _root_propagation(linux.get("rootfsPropagation"), rootfs, sys)
+    rootfs = plan.rootfs
+    in_userns = plan.ns.in_userns
+    _root_propagation(plan.rootfs_propagation, rootfs, sys)
     # pivot_root(2) needs new_root to be a mount point.
     try:
         sys.mount(rootfs, rootfs, "bind", MS_BIND | MS_REC, None)
     except OSError as e:
         raise _fail(f"bind mount rootfs `{rootfs}` onto itself", e, "rootfs") from e
-    mounts = spec.get("mounts") or []
-    own_netns = any(n.get("type") == "network" and not n.get("path")
-                    for n in linux.get("namespaces") or [])
-    own_cgroupns = any(n.get("type") == "cgroup" for n in linux.get("namespaces") or [])
-    for i, m in enumerate(mounts):
-        if before_cgroup is not None and _shows_cgroups(m):
+    own_cgroupns = plan.ns.has("cgroup")
+    for m in plan.mounts:
+        if before_cgroup is not None and m.shows_cgroups:
             before_cgroup()
             before_cgroup = None
-        _mount_entry(i, m, bundle, rootfs, sys, in_userns, own_netns, own_cgroupns)
+        _mount_entry(m, rootfs, sys, in_userns, own_cgroupns,
+                     (mount_fds or {}).get(m.index, -1))
     # A bind-mounted /dev is the host's (or the user's) as is: runc then makes
     # no nodes and no links there.
-    if any(m.get("destination") == "/dev" and _is_bind(m) for m in mounts):
+    if plan.dev_is_bind:
         return
-    create_devices(spec, rootfs, sys, in_userns=in_userns)
+    create_devices(plan.devices, rootfs, sys, in_userns=in_userns)
     try:
-        if any(m.get("destination") == "/dev/pts" and m.get("type") == "devpts"
-               for m in mounts):
+        if plan.private_devpts:
             _ptmx_symlink(rootfs)
         _dev_symlinks(rootfs)
     except OSError as e:
@@ -173,50 +176,31 @@ def _root_propagation(value: str | None, rootfs: str, sys: Syscalls) -> None:
         raise _fail(f"set propagation of `/` to `{value or 'rslave'}`", e, "rootfs") from e
 
 
-def _shows_cgroups(m: dict[str, Any]) -> bool:
-    dest = "/" + str(m.get("destination", "")).strip("/")
-    return m.get("type") in ("cgroup", "cgroup2") or dest == "/sys/fs/cgroup" \
-        or dest.startswith("/sys/fs/cgroup/")
-
-
-def _is_bind(m: dict[str, Any]) -> bool:
-    opts = m.get("options") or []
-    return "bind" in opts or "rbind" in opts or m.get("type") in ("bind", "rbind")
-
-
-def _mount_entry(i: int, m: dict[str, Any], bundle: str, rootfs: str, sys: Syscalls,
-                 in_userns: bool, own_netns: bool, own_cgroupns: bool = True) -> None:
-    dest = m["destination"]
-    if not dest.startswith("/"):
-        dest = "/" + dest  # deprecated relative form: relative to "/"
-    fstype = m.get("type") or ""
-    src = m.get("source")
-    where = f"`{dest}` (mounts[{i}])"
-    opts = parse_mount_options(m.get("options") or [])
-    if opts.idmap or opts.ridmap or m.get("uidMappings") or m.get("gidMappings"):
-        raise NotSupportedError(f"mount on {where}: id-mapped mounts (idmap, ridmap, "
-                                "uidMappings/gidMappings) are not supported by ocirun",
-                                stage="mounts")
-    is_bind = opts.is_bind or fstype in ("bind", "rbind")
-    rec = opts.rbind or fstype == "rbind"
+def _mount_entry(m: MountPlan, rootfs: str, sys: Syscalls, in_userns: bool,
+                 own_cgroupns: bool, source_fd: int = -1) -> None:
+    dest = m.destination
+    where = m.where
+    opts = m.options
     host = _in_root(rootfs, dest, f"resolve mount destination {where}", "mounts")
-    _check_proc(rootfs, host, fstype, is_bind, where)
+    _check_proc(rootfs, host, m.fstype, m.kind == "bind", where)
+    if m.fstype in ("proc", "sysfs") and host != rootfs + dest:
+        # The image's symlinks must not move procfs or sysfs elsewhere: the
+        # masked paths would then mask the wrong place.
+        raise ConfigError(f"mount `{m.fstype}` on {where}: a path component is a symlink in "
+                          f"the rootfs (it resolves to `{host[len(rootfs):] or '/'}`)",
+                          stage="mounts")
 
-    if is_bind:
-        source = src or ""
-        if not os.path.isabs(source):
-            source = os.path.join(bundle, source)
-        _bind(sys, source, rootfs, dest, host, opts.flags, rec, where, in_userns)
-    elif fstype == "cgroup":
+    if m.kind == "bind":
+        _bind(sys, m.source, rootfs, dest, host, opts.flags, m.recursive, where, in_userns,
+              source_fd)
+    elif m.kind == "cgroup":
         _mkdir_dest(rootfs, dest, host, where)
         _mount_cgroup(sys, rootfs, dest, host, opts, where, in_userns, own_cgroupns)
-    elif fstype == "sysfs" and in_userns and not own_netns:
-        # sysfs may only be mounted by the owner of the network namespace;
-        # without a private one, show the host's /sys (as runc does).
-        _bind(sys, "/sys", rootfs, dest, host, opts.flags, True, where, in_userns)
+    elif m.kind == "host_sysfs":
+        _bind(sys, m.source, rootfs, dest, host, opts.flags, True, where, in_userns)
     else:
         _mkdir_dest(rootfs, dest, host, where)
-        _mount_fs(sys, src or fstype, dest, host, fstype, opts, where, in_userns)
+        _mount_fs(sys, m.source, dest, host, m.fstype, opts, where, in_userns)
 
     for prop in opts.propagation:
         try:
@@ -255,11 +239,14 @@ def _mkdir_dest(rootfs: str, dest: str, host: str, where: str) -> None:
 
 
 def _bind(sys: Syscalls, source: str, rootfs: str, dest: str, host: str, flags: int,
-          rec: bool, where: str, in_userns: bool) -> None:
+          rec: bool, where: str, in_userns: bool, source_fd: int = -1) -> None:
+    """Bind ``source`` (or the detached tree ``source_fd``) onto ``host``."""
+    import stat as _stat
     try:
-        is_dir = os.path.isdir(source) if os.path.exists(source) else None
-        if is_dir is None:
-            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), source)
+        # fstat the cloned tree when there is one: the source itself may be
+        # out of this (user-namespaced) process's reach.  Any errno is kept.
+        st = os.fstat(source_fd) if source_fd >= 0 else os.stat(source)
+        is_dir = _stat.S_ISDIR(st.st_mode)
         if not os.path.lexists(host):
             if is_dir:
                 mkdir_all_in_root(rootfs, dest)
@@ -272,7 +259,10 @@ def _bind(sys: Syscalls, source: str, rootfs: str, dest: str, host: str, flags: 
     except OSError as e:
         raise _fail(f"prepare bind mount of `{source}` on {where}", e, "mounts") from e
     try:
-        sys.mount(source, host, "bind", MS_BIND | (MS_REC if rec else 0), None)
+        if source_fd >= 0:
+            sys.move_mount(source_fd, "", AT_FDCWD, host, MOVE_MOUNT_F_EMPTY_PATH)
+        else:
+            sys.mount(source, host, "bind", MS_BIND | (MS_REC if rec else 0), None)
     except OSError as e:
         raise _fail(f"mount `{source}` on {where}", e, "mounts") from e
     extra = flags & ~(MS_BIND | MS_REC | MS_REMOUNT)
@@ -370,50 +360,28 @@ def _copy_up(old_fd: int, host: str) -> None:
 # cgroup mounts
 
 
-def _parse_mountinfo(text: str) -> list[tuple[str, str, str, str]]:
-    """(mount point, fstype, super options, optional fields) per line."""
-    out = []
-    for line in text.splitlines():
-        fields = line.split(" ")
-        try:
-            sep = fields.index("-", 6)
-        except ValueError:
-            continue
-        mp = fields[4].replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n") \
-            .replace("\\134", "\\")
-        out.append((mp, fields[sep + 1], fields[sep + 3] if len(fields) > sep + 3 else "",
-                    " ".join(fields[6:sep])))
-    return out
-
-
-def _read_mountinfo() -> list[tuple[str, str, str, str]]:
-    with open(MOUNTINFO, encoding="utf-8", errors="surrogateescape") as f:
-        return _parse_mountinfo(f.read())
+def _read_mountinfo() -> list[MountInfo]:
+    from ocirun.procfs import read_mountinfo
+    return read_mountinfo(MOUNTINFO)
 
 
 def _mount_point_of(path: str) -> str:
-    best = "/"
-    for mp, _, _, _ in _read_mountinfo():
-        if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) > len(best):
-            best = mp
-    return best
+    from ocirun.procfs import mount_point_of
+    return mount_point_of(path, _read_mountinfo())
 
 
 def _host_cgroups() -> list[tuple[str, str, str | None]]:
     """The host's hierarchies under CGROUP_ROOT: (name relative to it, fstype, data)."""
-    found: dict[str, tuple[str, str, str | None]] = {}
-    for mp, fstype, sopts, _ in _read_mountinfo():
-        if fstype not in ("cgroup", "cgroup2"):
-            continue
-        if mp != CGROUP_ROOT and not mp.startswith(CGROUP_ROOT + "/"):
-            continue
-        name = mp[len(CGROUP_ROOT):].lstrip("/")
+    from ocirun.procfs import cgroup_mounts
+    found = []
+    for mi in cgroup_mounts(_read_mountinfo(), CGROUP_ROOT):
+        name = mi.mount_point[len(CGROUP_ROOT):].lstrip("/")
         data = None
-        if fstype == "cgroup":
+        if mi.fstype == "cgroup":
             # The hierarchy's controller set must be given exactly (else EBUSY).
-            data = ",".join(o for o in sopts.split(",") if o not in ("rw", "ro")) or None
-        found[name] = (name, fstype, data)  # a later mount hides an earlier one
-    return list(found.values())
+            data = ",".join(o for o in mi.super_options.split(",") if o not in ("rw", "ro")) or None
+        found.append((name, mi.fstype, data))
+    return found
 
 
 def _own_cgroup_path(fstype: str, data: str | None) -> str:
@@ -531,15 +499,14 @@ def _dev_symlinks(rootfs: str) -> None:
 # finish_rootfs
 
 
-def finish_rootfs(spec: dict[str, Any], rootfs: str, sys: Syscalls, *, no_pivot: bool) -> None:
+def finish_rootfs(plan: ContainerPlan, sys: Syscalls) -> None:
     """Switch root, then readonly paths, masked paths and the read-only root."""
-    rootfs = os.path.abspath(rootfs)
-    if no_pivot:
+    rootfs = plan.rootfs
+    if plan.no_pivot:
         _move_root(rootfs, sys)
     else:
         _pivot_root(rootfs, sys)
-    linux = spec.get("linux") or {}
-    prop = linux.get("rootfsPropagation")
+    prop = plan.rootfs_propagation
     if prop in PROPAGATION_OPTIONS:
         # config-linux.md: the value is the rootfs mount's own propagation.
         # Before the pivot only the tree around it could be shaped (pivot_root
@@ -548,20 +515,19 @@ def finish_rootfs(spec: dict[str, Any], rootfs: str, sys: Syscalls, *, no_pivot:
             sys.mount(None, "/", None, PROPAGATION_OPTIONS[prop], None)
         except OSError as e:
             raise _fail(f"set propagation of the rootfs to `{prop}`", e, "rootfs") from e
-    for i, m in enumerate(spec.get("mounts") or []):
+    for m in plan.mounts:
         # /dev was mounted read-write to create nodes; honour its ro now.
-        if m.get("destination") == "/dev" and m.get("type") == "tmpfs":
-            opts = parse_mount_options(m.get("options") or [])
-            if opts.flags & MS_RDONLY:
-                try:
-                    sys.mount(None, "/dev", None, MS_REMOUNT | opts.flags, opts.data or None)
-                except OSError as e:
-                    raise _fail(f"remount `/dev` (mounts[{i}]) read-only", e, "mounts") from e
-    for p in linux.get("readonlyPaths") or []:
+        if m.destination == "/dev" and m.fstype == "tmpfs" and m.options.flags & MS_RDONLY:
+            try:
+                sys.mount(None, "/dev", None, MS_REMOUNT | m.options.flags,
+                          m.options.data or None)
+            except OSError as e:
+                raise _fail(f"remount {m.where} read-only", e, "mounts") from e
+    for p in plan.readonly_paths:
         _readonly_path(p, sys)
-    for p in linux.get("maskedPaths") or []:
+    for p in plan.masked_paths:
         _mask_path(p, sys)
-    if (spec.get("root") or {}).get("readonly"):
+    if plan.root_readonly:
         try:
             keep = mount_flags_of("/")
             sys.mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | keep, None)
@@ -596,15 +562,42 @@ def _pivot_root(rootfs: str, sys: Syscalls) -> None:
 
 
 def _move_root(rootfs: str, sys: Syscalls) -> None:
-    # --no-pivot (e.g. a ramfs root, where pivot_root is refused): the old
-    # root stays reachable to a process that escapes the chroot.
+    """--no-pivot (e.g. a ramfs root, where pivot_root is refused).
+
+    The old root stays in this mount namespace, under the chroot.  Its full
+    procfs and sysfs mounts must not stay there: the kernel lets a user
+    namespace mount a fresh proc or sysfs only while a fully visible one
+    exists in the mount namespace, so a process that escapes into a nested
+    user namespace could otherwise mount an unmasked /proc.  Each such mount
+    outside the rootfs is detached, or covered with an empty tmpfs when it
+    cannot be (which makes it no longer fully visible), as runc does.
+    """
     try:
+        _hide_host_proc_sys(rootfs, sys)
         os.chdir(rootfs)
         sys.mount(rootfs, "/", None, MS_MOVE, None)
         sys.chroot(".")
         os.chdir("/")
     except OSError as e:
         raise _fail(f"move `{rootfs}` to `/` and chroot", e, "pivot_root") from e
+
+
+def _hide_host_proc_sys(rootfs: str, sys: Syscalls) -> None:
+    inside = rootfs.rstrip("/") + "/"
+    # Deepest first, so a mount is handled before the one under it.
+    for mi in sorted(_read_mountinfo(), key=lambda m: m.mount_point.count("/"), reverse=True):
+        mp = mi.mount_point
+        if mi.fstype not in ("proc", "sysfs") or mp == rootfs or mp.startswith(inside):
+            continue
+        try:
+            sys.umount2(mp, MNT_DETACH)
+        except OSError:
+            try:
+                sys.mount("tmpfs", mp, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                          "size=0")
+            except OSError as e:
+                if e.errno != errno.ENOENT:
+                    raise
 
 
 def _readonly_path(path: str, sys: Syscalls) -> None:

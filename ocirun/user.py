@@ -40,9 +40,9 @@ def setgroups_allowed(path: str = "/proc/self/setgroups") -> bool:
         raise SyscallError(f"read `{path}`: {oserror_text(e)}", errno=e.errno, stage="user") from e
 
 
-def apply_user(user: dict[str, object], sys: Syscalls, *,
+def apply_user(uid: int, gid: int, extra: tuple[int, ...] | list[int], sys: Syscalls, *,
                setgroups_path: str = "/proc/self/setgroups") -> None:
-    """Switch the calling process to ``process.user``.
+    """Switch the calling process to ``process.user`` (uid, gid, additionalGids).
 
     Order matters: groups and gid first, because after setresuid to a
     non-zero uid we would lack CAP_SETGID.  PR_SET_KEEPCAPS keeps the
@@ -50,9 +50,7 @@ def apply_user(user: dict[str, object], sys: Syscalls, *,
     still shape it afterwards; apply_caps's capset makes resetting the flag
     unnecessary, and the kernel clears it at execve anyway.
     """
-    uid = int(user.get("uid", 0))  # type: ignore[call-overload]
-    gid = int(user.get("gid", 0))  # type: ignore[call-overload]
-    extra = [int(g) for g in (user.get("additionalGids") or ())]  # type: ignore[attr-defined]
+    extra = list(extra)
     if setgroups_allowed(setgroups_path):
         try:
             os.setgroups(extra)
@@ -79,13 +77,6 @@ def apply_user(user: dict[str, object], sys: Syscalls, *,
         hint = " (is the uid mapped in the user namespace?)" if e.errno == _errno.EINVAL else ""
         raise SyscallError(f"setresuid {uid}: {oserror_text(e)}{hint}", errno=e.errno,
                            stage="user") from e
-
-
-def apply_umask(user: dict[str, object]) -> None:
-    """Set ``process.user.umask`` when present; otherwise keep the inherited one."""
-    umask = user.get("umask")
-    if umask is not None:
-        os.umask(int(umask))  # type: ignore[call-overload]
 
 
 def _map_text(maps: list[dict[str, object]], where: str) -> bytes:
@@ -125,9 +116,15 @@ def write_id_maps(pid: int, uid_maps: list[dict[str, object]], gid_maps: list[di
     need not, and runc only denies it for a rootless single mapping, since it
     makes additionalGids impossible.  The file must be written before gid_map.
     """
+    write_id_map_text(pid, _map_text(uid_maps, "linux.uidMappings"),
+                      _map_text(gid_maps, "linux.gidMappings"), deny_setgroups=deny_setgroups,
+                      proc=proc)
+
+
+def write_id_map_text(pid: int, uid_text: bytes, gid_text: bytes, *, deny_setgroups: bool,
+                      proc: str = "/proc") -> None:
+    """:func:`write_id_maps` with the maps already rendered (a plan's)."""
     base = f"{proc}/{pid}"
-    uid_text = _map_text(uid_maps, "linux.uidMappings")
-    gid_text = _map_text(gid_maps, "linux.gidMappings")
     if deny_setgroups:
         _write_proc(f"{base}/setgroups", b"deny", "`deny`")
     if uid_text:

@@ -38,22 +38,6 @@ class CgroupMount:
         return f"CgroupMount({self.mountpoint!r}, root={self.root!r}, v{self.version})"
 
 
-def _unescape(field: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo octal.
-    if "\\" not in field:
-        return field
-    out: list[str] = []
-    i = 0
-    while i < len(field):
-        if field[i] == "\\" and i + 4 <= len(field) and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
 def _read(path: str) -> str:
     try:
         with open(path, encoding="utf-8", errors="surrogateescape") as f:
@@ -66,32 +50,12 @@ def read_cgroup_mounts(root: str = "/sys/fs/cgroup", mountinfo: str = MOUNTINFO)
     """Every cgroup/cgroup2 mount at ``root`` or below it, in mount order.
 
     When a hierarchy is mounted twice below the root only the first mount is
-    kept, so each hierarchy maps to one directory.
+    kept, so each hierarchy maps to one directory (procfs.cgroup_mounts).
     """
-    root = root.rstrip("/") or "/"
-    prefix = root if root == "/" else root + "/"
-    mounts: list[CgroupMount] = []
-    seen: set[tuple[int, frozenset[str]]] = set()
-    for line in _read(mountinfo).splitlines():
-        fields = line.split()
-        try:
-            sep = fields.index("-", 6)
-        except ValueError:
-            continue
-        fstype = fields[sep + 1] if len(fields) > sep + 1 else ""
-        if fstype not in ("cgroup", "cgroup2"):
-            continue
-        mountpoint = _unescape(fields[4])
-        if mountpoint != root and not mountpoint.startswith(prefix):
-            continue
-        version = 2 if fstype == "cgroup2" else 1
-        options = frozenset(fields[sep + 3].split(",")) if len(fields) > sep + 3 else frozenset()
-        key = (version, options if version == 1 else frozenset())
-        if key in seen:
-            continue
-        seen.add(key)
-        mounts.append(CgroupMount(mountpoint, _unescape(fields[3]), version, options))
-    return mounts
+    from ocirun.procfs import cgroup_mounts, parse_mountinfo
+    return [CgroupMount(mi.mount_point, mi.root, 2 if mi.fstype == "cgroup2" else 1,
+                        frozenset(mi.super_options.split(",")) if mi.super_options else frozenset())
+            for mi in cgroup_mounts(parse_mountinfo(_read(mountinfo)), root)]
 
 
 def mode_of(mounts: list[CgroupMount], root: str = "/sys/fs/cgroup") -> str:

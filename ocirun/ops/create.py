@@ -11,15 +11,16 @@ from __future__ import annotations
 import os
 import time
 
-from ocirun import log
-from ocirun.errors import HookError, NotSupportedError, OciRunError
+from ocirun import log, steps
+from ocirun.errors import ChildDiedError, ConfigError, HookError, NotSupportedError, OciRunError
 from ocirun.state import FIFO, ContainerState, StateStore, rfc3339_nano
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from ocirun.process.plan import InitPlan
+    from ocirun.plantypes import ContainerPlan, Handles
+    from ocirun.syscalls.api import Syscalls
 
 
 class CreateOptions:
@@ -57,77 +58,79 @@ def load_and_check(bundle: str) -> tuple[dict[str, Any], bytes]:
     missing = checks.unsupported_message(spec)
     if missing:
         raise NotSupportedError(missing)
-    if not (spec.get("process") or {}).get("args"):
-        # process is OPTIONAL at create but start needs it; runc refuses it at
-        # create and so do we (there is nothing to park the init on).
-        raise OciRunError("config.json: $.process: a process with args is required")
     return spec, raw
 
 
-def make_plan(cid: str, spec: dict, bundle: str, opts: CreateOptions) -> InitPlan:  # type: ignore[type-arg]
-    from ocirun.capabilities import compute_caps, limit_to_grantable, own_bounding_set
-    from ocirun.namespaces import NamespacePlan
-    from ocirun.process.plan import InitPlan
-    linux = spec.get("linux") or {}
-    ns = NamespacePlan(linux.get("namespaces") or [])
-    if not ns.has("mount"):
-        raise OciRunError("config.json: $.linux.namespaces: ocirun needs a mount namespace "
-                          "(add {\"type\": \"mount\"}) to set up the root filesystem")
-    proc = spec["process"]
-    caps, warnings = compute_caps(proc.get("capabilities"))
-    grantable = own_bounding_set()  # inherited into a new user namespace too
-    if grantable is not None:
-        warnings += limit_to_grantable(caps, grantable)
-    for w in warnings:
-        if "unknown" not in w:  # checks.check() has warned about unknown names
-            log.warning(w)
-    rootfs = os.path.realpath(os.path.join(bundle, spec["root"]["path"]))
-    env = list(proc.get("env") or [])
-    if not any(e.startswith("HOME=") for e in env):
-        from ocirun.user import lookup_home
-        env.append("HOME=" + lookup_home(rootfs, int((proc.get("user") or {}).get("uid", 0))))
-    keep = opts.preserve_fds
-    listen = os.environ.get("LISTEN_FDS")
-    if listen and listen.isdigit() and int(listen) > 0:
-        # socket activation (RUNC-CLI.md §8): pass the fds on, with LISTEN_PID=1
-        keep += int(listen)
-        env = [e for e in env if not e.startswith(("LISTEN_FDS=", "LISTEN_PID="))]
-        env += [f"LISTEN_FDS={listen}", "LISTEN_PID=1"]
-    for fd in range(3, 3 + keep):
-        try:
-            os.fstat(fd)
-        except OSError as e:
-            raise OciRunError(f"--preserve-fds: fd {fd} is not open ({e.strerror})") from None
-    hook_base: dict[str, object] = {"ociVersion": spec["ociVersion"], "id": cid, "bundle": bundle}
-    if spec.get("annotations"):
-        hook_base["annotations"] = spec["annotations"]
-    return InitPlan(cid=cid, spec=spec, bundle=bundle, rootfs=rootfs, ns=ns, caps=caps, env=env,
-                    no_pivot=opts.no_pivot, no_new_keyring=opts.no_new_keyring, keep_fds=keep,
-                    hook_base=hook_base)
+def make_plan(cid: str, spec: dict[str, Any], bundle: str, opts: CreateOptions,
+              state_root: str | None = None) -> ContainerPlan:
+    """The container plan: every config-caused error is raised here, before any fork."""
+    from ocirun.process.plan import LaunchOptions, build_container_plan
+    seccomp = None
+    cfg = (spec.get("linux") or {}).get("seccomp")
+    if cfg is not None:
+        # compiled with libseccomp, or read back from the cache in the state root
+        from ocirun.seccomp import compile_program
+        seccomp = compile_program(cfg, cache_dir=state_root)
+    return build_container_plan(cid, spec, bundle, LaunchOptions(
+        keep_fds=opts.preserve_fds, no_pivot=opts.no_pivot, no_new_keyring=opts.no_new_keyring),
+        seccomp=seccomp)
 
 
-def create(store: StateStore, cid: str, opts: CreateOptions) -> ContainerState:
+def open_handles(plan: ContainerPlan, sys: Syscalls) -> Handles:
+    """Fds the children need from the runtime's own view: namespaces to join,
+    and (with a user namespace) a detached copy of each bind source, cloned
+    while the runtime can still reach it (the mapped root may not)."""
+    from ocirun import namespaces
+    from ocirun.plantypes import Handles
+    from ocirun.syscalls.api import AT_FDCWD, AT_RECURSIVE, OPEN_TREE_CLOEXEC, OPEN_TREE_CLONE
+    h = Handles()
+    try:
+        h.join_fds = namespaces.open_joins(plan.ns, sys)
+        if plan.ns.new_user:
+            for m in plan.mounts:
+                if m.kind != "bind":
+                    continue
+                flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (AT_RECURSIVE if m.recursive else 0)
+                try:
+                    h.mount_fds[m.index] = sys.open_tree(AT_FDCWD, m.source, flags)
+                except OSError as e:
+                    raise ConfigError(f"config.json: $.mounts[{m.index}].source: cannot clone "
+                                      f"`{m.source}` for {m.where}: {e.strerror}",
+                                      errno=e.errno) from e
+    except BaseException:
+        h.close()
+        raise
+    return h
+
+
+def create(store: StateStore, cid: str, opts: CreateOptions,
+           sys: Syscalls | None = None) -> ContainerState:
     """Build the container; on return the init is parked before exec."""
-    from ocirun.process.parent import Rollback, launch
+    from ocirun.process.parent import INIT, Launch, Rollback, launch
     from ocirun.state import validate_id
-    from ocirun.syscalls.linux import LinuxSyscalls
 
     validate_id(cid)
     bundle = os.path.abspath(opts.bundle)
     pid_file = os.path.abspath(opts.pid_file) if opts.pid_file else None
     if opts.console_socket:
         raise NotSupportedError("--console-socket: terminals are not supported yet")
+    t = steps.begin()
     spec, raw = load_and_check(bundle)
-    plan = make_plan(cid, spec, bundle, opts)
-    sys = LinuxSyscalls()
-    from ocirun import namespaces
-    from ocirun.process.init import preload
+    steps.end("C1", "load and validate config.json", t)
+    t = steps.begin()
+    plan = make_plan(cid, spec, bundle, opts, store.root)
+    steps.end("C2", "plan", t)
+    if sys is None:
+        from ocirun.syscalls.linux import LinuxSyscalls
+        sys = LinuxSyscalls()
+    from ocirun.process.init import preload, run_init
+    from ocirun.process.intermediate import Entry
     preload(plan)
     try:
         with Rollback() as rb:
-            plan.join_fds = namespaces.open_joins(plan.ns, sys)
-            for fd, _ in plan.join_fds:
-                rb.push(lambda fd=fd: _close(fd))  # type: ignore[misc]
+            t = steps.begin()
+            handles = open_handles(plan, sys)
+            rb.push(handles.close)
             path, lock_fd = store.create_dir(cid)
             rb.push(lambda: store.remove(cid))
             _write_file(os.path.join(path, "config.json"), raw, 0o600)
@@ -137,36 +140,51 @@ def create(store: StateStore, cid: str, opts: CreateOptions) -> ContainerState:
                 os.mkfifo(fifo, 0o622)
             finally:
                 os.umask(old)
-            plan.fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+            handles.fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+            steps.end("C3", "state dir, exec FIFO, namespace and mount fds", t)
+            t = steps.begin()
             mgr = _cgroup(cid, spec, opts.cgroup_root)
             if mgr is not None:
                 mgr.create()
                 rb.push(mgr.destroy)
-                mgr.apply((spec.get("linux") or {}).get("resources"))
+                mgr.apply((spec.get("linux") or {}).get("resources"), sys=sys)
+            steps.end("C4", "cgroup", t)
             st = ContainerState(cid, bundle=bundle, rootfs=plan.rootfs,
-                                created=rfc3339_nano(time.time_ns()), oci_version=spec["ociVersion"],
-                                annotations=spec.get("annotations") or {},
+                                created=rfc3339_nano(time.time_ns()), oci_version=plan.oci_version,
+                                annotations=plan.annotations,
                                 cgroup_paths=mgr.paths() if mgr else {}, dir=path,
-                                hooks={k: v for k, v in (spec.get("hooks") or {}).items()
-                                       if k in ("poststart", "poststop") and v})
+                                hooks={k: [h.to_config() for h in v]
+                                       for k, v in plan.hooks.items()
+                                       if k in ("poststart", "poststop")})
 
             def runtime_hooks(pid: int) -> None:
                 from ocirun.hooks import run_hooks
-                hooks = spec.get("hooks") or {}
                 state = plan.hook_state("creating", pid)
                 # runc runs these with the bundle as cwd (it chdirs there)
                 for phase in ("prestart", "createRuntime"):
-                    if hooks.get(phase):
-                        run_hooks(hooks[phase], state, phase, cwd=bundle)
+                    if plan.hooks.get(phase):
+                        run_hooks(plan.hooks[phase], state, phase, cwd=bundle)
 
-            init_pid = launch(plan, mgr, rb, sys, runtime_hooks)
-            os.close(plan.fifo_fd)
+            entry = Entry(handles.join_fds, plan.ns, plan.time_offsets)
+            try:
+                init_pid = launch(Launch(INIT, entry,
+                                         lambda chan: run_init(plan, handles, chan, sys),
+                                         mgr=mgr, uid_map=plan.uid_map, gid_map=plan.gid_map,
+                                         run_runtime_hooks=runtime_hooks,
+                                         on_fds=lambda msg: take_fds(plan, msg)), rb, sys)
+            except ChildDiedError as e:
+                if plan.process.seccomp is None:
+                    raise
+                raise ChildDiedError(e.msg + SECCOMP_DIED_HINT) from None
+            handles.close()
+            t = steps.begin()
             from ocirun import procfs
             st.pid = init_pid
             st.pid_start = procfs.pid_start_time(init_pid) or 0
             store.save(st)
             if pid_file:
                 write_pid_file(pid_file, init_pid)
+            steps.end("C5", "save state.json", t)
             rb.commit()
     except HookError:
         # runtime.md "Lifecycle": a failing create-time hook stops the
@@ -178,13 +196,37 @@ def create(store: StateStore, cid: str, opts: CreateOptions) -> ContainerState:
     return st
 
 
-def _run_poststop(plan: InitPlan) -> None:
-    hooks = (plan.spec.get("hooks") or {}).get("poststop")
+# The init loads the profile before `ready` and still sends to the runtime,
+# closes fds, opens the exec FIFO and execs after it.
+SECCOMP_DIED_HINT = ("; the seccomp profile (linux.seccomp) is loaded before that point: it must "
+                     "allow what the runtime still does before exec (sendmsg, close, openat, "
+                     "write, execve; signal 31 is SIGSYS, a seccomp kill)")
+
+
+def take_fds(plan: ContainerPlan, msg: dict[str, object]) -> None:
+    """An fd-carrying message from the init (process/parent.py ``on_fds``)."""
+    fds: list[int] = msg["fds"]  # type: ignore[assignment]
+    try:
+        if msg["type"] != "seccomp_listener" or len(fds) != 1 or plan.process.seccomp is None:
+            raise OciRunError(f"sync protocol: unexpected `{msg['type']}` with {len(fds)} fds")
+        # config-linux.md "listenerPath": the agent gets the listener and the
+        # container process state, before the container's process runs
+        from ocirun.seccomp import SeccompProgram, send_listener
+        prog = plan.process.seccomp
+        assert isinstance(prog, SeccompProgram) and prog.listener_path
+        pid = int(msg["pid"])  # type: ignore[call-overload]
+        send_listener(prog.listener_path, fds[0], plan.hook_state("creating", pid),
+                      prog.listener_metadata)
+    finally:
+        for fd in fds:
+            _close(fd)
+
+
+def _run_poststop(plan: ContainerPlan) -> None:
+    hooks = plan.hooks.get("poststop")
     if hooks:
         from ocirun.hooks import run_hooks_warn
-        state = dict(plan.hook_base)
-        state["status"] = "stopped"
-        for w in run_hooks_warn(hooks, state, "poststop"):
+        for w in run_hooks_warn(hooks, plan.hook_state("stopped", None), "poststop"):
             log.warning(w)
 
 

@@ -1,12 +1,13 @@
-"""The container init: build the container from the plan, park, exec.
+"""The container init: build the container from its plan, park, exec.
 
-runtime.md "Lifecycle" steps 2-8 on the container side.  Each step is a
-function named in ``STEPS`` order; an error anywhere is reported to the parent
-(before ``ready``) or through the exec FIFO (after it), naming the step.
+runtime.md "Lifecycle" steps 2-8 on the container side.  The container steps
+are named functions, in this order (numbers as in specs/sync-protocol.md);
+the process itself is then set up by the shared process step
+(process/setup.py, S1-S10), the one ``exec`` uses too.  An error is reported
+to the parent over the channel before ``ready``, through the exec FIFO after.
 
-Order and why:
   N1 close every inherited fd not meant for the container (runtime-linux.md
-     "File descriptors"): done first so no later hook or mount sees them;
+     "File descriptors"): first, so no later hook or mount sees them;
   N2 setsid;
   N3 rootfs: propagation, rootfs bind, mounts, devices, /dev links.  The
      parent moves us into the container's cgroup meanwhile (on v1 the first
@@ -19,26 +20,28 @@ Order and why:
      reachable); sysctl (written through the container's own /proc) and
      hostname/domainname;
   N6 pivot_root, masked and read-only paths, read-only root;
-  N7 keyring, rlimits, oom_score_adj: while we still hold every capability;
-  N8 no_new_privs, ids, capabilities; cwd and argv[0] checked as the user;
-  N9 ``ready``; block in open(2) of the exec FIFO until ``start``;
-  N10 startContainer hooks, umask, execve.
+  N7 the process step S1-S9 (process/setup.py): limits, ids, capabilities,
+     cwd, executable lookup;
+  N8 ``ready``; block in open(2) of the exec FIFO until ``start``;
+  N9 startContainer hooks, then S10 (umask, execve).
 """
 
 from __future__ import annotations
 
 import os
 
-from ocirun.errors import ExecError, OciRunError, SyscallError
+from ocirun import steps
+from ocirun.errors import OciRunError, SyscallError
+from ocirun.process import setup
 from ocirun.syscalls import api
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ocirun.process.channel import Channel
-    from ocirun.process.plan import InitPlan
+    from ocirun.plantypes import ContainerPlan, Handles
 
 
-def preload(plan: InitPlan) -> None:
+def preload(plan: ContainerPlan) -> None:
     """Import, in the parent, every module the children use.
 
     After pivot_root the runtime's own files are out of reach, so an import
@@ -49,17 +52,18 @@ def preload(plan: InitPlan) -> None:
     import ocirun.namespaces
     import ocirun.pathres
     import ocirun.process.intermediate
+    import ocirun.rlimits
     import ocirun.rootfs
     import ocirun.user
-    proc = plan.spec.get("process") or {}
-    if proc.get("rlimits") or "oomScoreAdj" in proc:
-        import ocirun.rlimits
-    if plan.spec.get("hooks"):
+    if plan.hooks:
         import ocirun.hooks  # noqa: F401
+    if plan.process.seccomp is not None:
+        import ocirun.seccomp  # noqa: F401
+    if plan.process.apparmor_profile or plan.process.selinux_label:
+        import ocirun.lsm  # noqa: F401
 
 
-def close_inherited_fds(plan: InitPlan, chan: Channel) -> None:                 # N1
-    keep = {chan.rfd, chan.wfd, plan.fifo_fd, *range(3, 3 + plan.keep_fds)}
+def close_inherited_fds(keep: set[int]) -> None:                               # N1
     keep.discard(-1)
     lo = 3
     for fd in sorted(k for k in keep if k >= 3):
@@ -67,11 +71,24 @@ def close_inherited_fds(plan: InitPlan, chan: Channel) -> None:                 
             os.closerange(lo, fd)
         lo = fd + 1
     os.closerange(lo, 1 << 20)
-    for fd in range(3, 3 + plan.keep_fds):
-        os.set_inheritable(fd, True)
 
 
-def enter_cgroup(plan: InitPlan, chan: Channel, sys: api.Syscalls) -> None:   # N3
+def kept_fds(plan: ContainerPlan, handles: Handles, chan: Channel) -> set[int]:
+    keep = {chan.fileno(), handles.fifo_fd, *handles.mount_fds.values(),
+            *range(3, 3 + plan.process.keep_fds), steps.trace_fd()}
+    return keep
+
+
+def _monotonic_offset(text: bytes) -> int:
+    """The time namespace's monotonic offset, to put trace times on the host's line."""
+    for line in text.decode().splitlines():
+        clock, secs, nsecs = line.split()
+        if clock == "monotonic":
+            return int(secs) * 1_000_000_000 + int(nsecs)
+    return 0
+
+
+def enter_cgroup(plan: ContainerPlan, chan: Channel, sys: api.Syscalls) -> None:   # N3
     chan.expect("cgroup_ready")
     if plan.ns.new_cgroup:
         try:
@@ -81,7 +98,8 @@ def enter_cgroup(plan: InitPlan, chan: Channel, sys: api.Syscalls) -> None:   # 
                                stage="namespaces") from e
 
 
-def build_rootfs(plan: InitPlan, chan: Channel, sys: api.Syscalls) -> None:    # N3
+def build_rootfs(plan: ContainerPlan, handles: Handles, chan: Channel,
+                 sys: api.Syscalls) -> None:                                    # N3
     from ocirun import rootfs
     joined = []
 
@@ -89,33 +107,31 @@ def build_rootfs(plan: InitPlan, chan: Channel, sys: api.Syscalls) -> None:    #
         enter_cgroup(plan, chan, sys)
         joined.append(True)
 
-    rootfs.prepare_rootfs(plan.spec, plan.bundle, plan.rootfs, sys, in_userns=plan.ns.in_userns,
-                          before_cgroup=join)
+    rootfs.prepare_rootfs(plan, sys, mount_fds=handles.mount_fds, before_cgroup=join)
+    for fd in handles.mount_fds.values():
+        os.close(fd)  # attached now (move_mount); the fd only pins a copy
     if not joined:
         join()
 
 
-def runtime_hooks(plan: InitPlan, chan: Channel) -> None:                      # N4
-    if plan.has_create_hooks:
+def runtime_hooks(plan: ContainerPlan, chan: Channel) -> None:                  # N4
+    if plan.has_runtime_hooks:
         chan.send("hooks_request")
         chan.expect("hooks_done")
 
 
-def container_hooks_and_names(plan: InitPlan, sys: api.Syscalls) -> None:     # N5
-    spec = plan.spec
-    hooks = (spec.get("hooks") or {}).get("createContainer")
+def container_hooks_and_names(plan: ContainerPlan, sys: api.Syscalls) -> None:  # N5
+    hooks = plan.hooks.get("createContainer")
     if hooks:
         from ocirun.hooks import run_hooks
         run_hooks(hooks, plan.hook_state("creating", os.getpid()), "createContainer",
                   cwd=plan.rootfs)
-    linux = spec.get("linux") or {}
-    sysctl = linux.get("sysctl")
-    if sysctl:
-        write_sysctl(plan.rootfs, sysctl)
-    if "hostname" in spec:
-        _named(sys.sethostname, spec["hostname"], "hostname")
-    if "domainname" in spec:
-        _named(sys.setdomainname, spec["domainname"], "domainname")
+    if plan.sysctl:
+        write_sysctl(plan.rootfs, plan.sysctl)
+    if plan.hostname is not None:
+        _named(sys.sethostname, plan.hostname, "hostname")
+    if plan.domainname is not None:
+        _named(sys.setdomainname, plan.domainname, "domainname")
 
 
 def _named(fn: object, value: str, what: str) -> None:
@@ -125,11 +141,11 @@ def _named(fn: object, value: str, what: str) -> None:
         raise SyscallError(f"set {what} {value!r}: {e.strerror}", errno=e.errno, stage=what) from e
 
 
-def write_sysctl(rootfs: str, sysctl: dict[str, str]) -> None:
+def write_sysctl(rootfs: str, sysctl: tuple[tuple[str, str], ...]) -> None:
     """config-linux.md "Sysctl": through the container's /proc, before the
     read-only paths (which usually include /proc/sys) are applied."""
     from ocirun.pathres import resolve_in_root
-    for key, value in sysctl.items():
+    for key, value in sysctl:
         rel = "/proc/sys/" + key.replace(".", "/")
         try:
             path = resolve_in_root(rootfs, rel)
@@ -143,134 +159,41 @@ def write_sysctl(rootfs: str, sysctl: dict[str, str]) -> None:
                                errno=e.errno, stage="sysctl") from e
 
 
-def switch_root(plan: InitPlan, sys: api.Syscalls) -> None:                    # N6
+def switch_root(plan: ContainerPlan, sys: api.Syscalls) -> None:                # N6
     from ocirun import rootfs
-    rootfs.finish_rootfs(plan.spec, plan.rootfs, sys, no_pivot=plan.no_pivot)
+    rootfs.finish_rootfs(plan, sys)
 
 
-# config-linux.md "Personality": execution domains (linux/personality.h)
-PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
-
-
-def set_personality(personality: dict[str, object], sys: api.Syscalls) -> None:
-    domain = str(personality.get("domain"))
-    try:
-        sys.personality(PERSONALITY_DOMAINS[domain])
-    except OSError as e:
-        raise SyscallError(f"linux.personality: set domain {domain}: {e.strerror}", errno=e.errno,
-                           stage="personality") from e
-
-
-def process_limits(plan: InitPlan, sys: api.Syscalls) -> None:                 # N7
-    if not plan.no_new_keyring:
-        try:
-            sys.join_session_keyring(f"_ses.{plan.cid}")
-        except OSError as e:
-            # ENOSYS/EACCES: no keyrings here (kernel config, or a seccomp'd
-            # outer container); runc carries on too.
-            import errno
-            if e.errno not in (errno.ENOSYS, errno.EACCES, errno.EPERM):
-                raise SyscallError(f"join session keyring: {e.strerror}", errno=e.errno,
-                                   stage="keyring") from e
-    personality = (plan.spec.get("linux") or {}).get("personality")
-    if personality:
-        set_personality(personality, sys)
-    proc = plan.spec.get("process") or {}
-    if proc.get("rlimits"):
-        from ocirun.rlimits import apply_rlimits
-        apply_rlimits(proc["rlimits"])
-    if "oomScoreAdj" in proc:
-        from ocirun.rlimits import apply_oom_score_adj
-        apply_oom_score_adj(proc["oomScoreAdj"])
-
-
-def become_user(plan: InitPlan, sys: api.Syscalls) -> str:                     # N8
-    proc = plan.spec.get("process") or {}
-    cwd = proc.get("cwd") or "/"
-    try:
-        os.makedirs(cwd, mode=0o755, exist_ok=True)
-    except OSError:
-        pass  # the chdir below reports the real problem
-    if proc.get("noNewPrivileges"):
-        sys.prctl(api.PR_SET_NO_NEW_PRIVS, 1)
-    from ocirun.user import apply_user
-    apply_user(proc.get("user") or {"uid": 0, "gid": 0}, sys)
-    from ocirun.capabilities import apply_caps
-    if plan.caps is not None:
-        apply_caps(plan.caps, sys)
-    try:
-        os.chdir(cwd)
-    except OSError as e:
-        raise ExecError(f"chdir to cwd ({cwd!r}) set in config.json failed: {e.strerror}",
-                        errno=e.errno, stage="cwd") from e
-    return find_executable(proc.get("args") or [""], plan.env)
-
-
-def find_executable(args: list[str], env: list[str]) -> str:
-    """execvp(3)'s lookup in the container's PATH (from process.env)."""
-    name = args[0]
-    if not name:
-        raise ExecError("exec: process.args is empty", stage="exec")
-    if "/" in name:
-        candidates = [name]
-    else:
-        path = next((e[5:] for e in reversed(env) if e.startswith("PATH=")), "")
-        candidates = [os.path.join(d or ".", name) for d in path.split(":")] if path else []
-    denied = None
-    for c in candidates:
-        try:
-            st = os.stat(c)
-        except OSError:
-            continue
-        if not (st.st_mode & 0o170000 == 0o100000):
-            continue
-        if os.access(c, os.X_OK):
-            return c
-        denied = c
-    if denied:
-        raise ExecError(f'exec: "{name}": permission denied', stage="exec")
-    if "/" in name:
-        raise ExecError(f'exec: "{name}": stat {name}: no such file or directory', stage="exec")
-    raise ExecError(f'exec: "{name}": executable file not found in $PATH', stage="exec")
-
-
-def wait_for_start(plan: InitPlan, chan: Channel) -> int:                      # N9
+def wait_for_start(handles: Handles, chan: Channel, seccomp: bool = False) -> int:  # N8
     chan.send("ready")
     chan.close()
+    steps.in_child("init")  # no channel from here on: no --debug lines
     # Reopen our O_PATH handle for writing: blocks until `start` opens the
     # FIFO for reading.  Through /proc because the host path is gone after
     # pivot_root.
-    fd = os.open(f"/proc/self/fd/{plan.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
-    os.close(plan.fifo_fd)
+    try:
+        fd = os.open(f"/proc/self/fd/{handles.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as e:
+        if seccomp:  # the channel is closed: tell the container's stderr
+            os.write(2, f"ocirun: init: reopen the exec FIFO: {e.strerror} (linux.seccomp is "
+                        "loaded before exec: does the profile allow openat?)\n".encode())
+        raise
+    os.close(handles.fifo_fd)
     os.write(fd, b"\0")
     return fd
 
 
-def exec_process(plan: InitPlan, exe: str, fifo: int) -> None:                  # N10
-    proc = plan.spec.get("process") or {}
+def start_process(plan: ContainerPlan, exe: str, fifo: int) -> None:            # N9
     try:
-        hooks = (plan.spec.get("hooks") or {}).get("startContainer")
+        hooks = plan.hooks.get("startContainer")
         if hooks:
             from ocirun.hooks import run_hooks
             run_hooks(hooks, plan.hook_state("created", os.getpid()), "startContainer")
-        umask = (proc.get("user") or {}).get("umask")
-        if umask is not None:
-            os.umask(umask)
-        os.execve(exe, proc["args"], _env_dict(plan.env))
+        setup.exec_process(plan.process, exe)
     except OciRunError as e:
         _fail_start(fifo, e.code, e.errno, e.msg)
-    except OSError as e:
-        _fail_start(fifo, "exec", e.errno, f'exec: "{proc["args"][0]}": {e.strerror.lower() if e.strerror else e}')
     except BaseException as e:  # never die silently: start would take it for an exec
         _fail_start(fifo, "error", None, f"start: internal error: {type(e).__name__}: {e}")
-
-
-def _env_dict(env: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for kv in env:
-        k, sep, v = kv.partition("=")
-        out[k] = v
-    return out
 
 
 def _fail_start(fifo: int, code: str, errno: int | None, msg: str) -> None:
@@ -281,14 +204,34 @@ def _fail_start(fifo: int, code: str, errno: int | None, msg: str) -> None:
         os._exit(127)
 
 
-def run_init(plan: InitPlan, chan: Channel, sys: api.Syscalls) -> None:
-    close_inherited_fds(plan, chan)
+def run_init(plan: ContainerPlan, handles: Handles, chan: Channel, sys: api.Syscalls) -> None:
+    from ocirun.process.intermediate import debug_sink
+    steps.in_child("init", debug_sink(chan), _monotonic_offset(plan.time_offsets))
+    t = steps.begin()
+    close_inherited_fds(kept_fds(plan, handles, chan))
+    for fd in range(3, 3 + plan.process.keep_fds):
+        os.set_inheritable(fd, True)
+    steps.end("N1", "close inherited fds", t)
+    t = steps.begin()
     os.setsid()                                                                 # N2
-    build_rootfs(plan, chan, sys)
+    steps.end("N2", "setsid", t)
+    t = steps.begin()
+    build_rootfs(plan, handles, chan, sys)
+    steps.end("N3", "rootfs", t)
+    t = steps.begin()
     runtime_hooks(plan, chan)
+    steps.end("N4", "runtime hooks", t)
+    t = steps.begin()
     container_hooks_and_names(plan, sys)
+    steps.end("N5", "createContainer hooks, sysctl, names", t)
+    t = steps.begin()
     switch_root(plan, sys)
-    process_limits(plan, sys)
-    exe = become_user(plan, sys)
-    fifo = wait_for_start(plan, chan)
-    exec_process(plan, exe, fifo)
+    steps.end("N6", "pivot_root, masked and read-only paths", t)
+    t = steps.begin()
+    exe = setup.prepare_process(                                                # N7
+        plan.process, sys, lambda fd: chan.send("seccomp_listener", fds=(fd,)))
+    steps.end("N7", "process step S1-S9", t)
+    t = steps.begin()
+    fifo = wait_for_start(handles, chan, plan.process.seccomp is not None)
+    steps.end("N8", "ready; wait for start", t)
+    start_process(plan, exe, fifo)

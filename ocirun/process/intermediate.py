@@ -1,35 +1,67 @@
-"""The intermediate process: enter the namespaces, fork the init, leave.
+"""The intermediate process: enter the namespaces, fork the final process, leave.
 
-Steps are numbered as in specs/sync-protocol.md:
+The same for a new container's init and for a process joining a running
+container (``exec``): only what it enters differs.  Steps are numbered as
+in specs/sync-protocol.md:
   I1 become non-dumpable (nothing of the runtime can be ptraced or read
      through /proc once it shares namespaces with the container);
-  I2 setns into every configured namespace path (user first);
+  I2 setns into every namespace to join (user first);
   I3 new user namespace: unshare, ask the parent for the id maps, become root;
   I4 unshare the other new namespaces (not cgroup: the init does that once
      it is in its cgroup); write the time namespace offsets;
-  I5 fork the init (pid 1 of a new pid namespace), send its pid, exit.
+  I5 fork the final process (pid 1 of a new pid namespace, or a member of
+     the joined one), send its pid, exit.
 """
 
 from __future__ import annotations
 
 import os
 
+from ocirun import steps
 from ocirun.errors import SyscallError
 from ocirun.process import fork
 from ocirun.syscalls import api
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ocirun.namespaces import NamespacePlan
     from ocirun.process.channel import Channel
-    from ocirun.process.plan import InitPlan
 
 
-def run_intermediate(plan: InitPlan, chan: Channel, sys: api.Syscalls) -> None:
+class Entry:
+    """What the intermediate enters: fds to setns into, namespaces to create."""
+
+    __slots__ = ("join_fds", "ns", "time_offsets")
+
+    def __init__(self, join_fds: list[tuple[int, int]], ns: NamespacePlan | None = None,
+                 time_offsets: bytes = b"") -> None:
+        self.join_fds = join_fds  # (fd, CLONE_NEW*) in join order
+        self.ns = ns  # new namespaces (None: join only)
+        self.time_offsets = time_offsets
+
+
+def debug_sink(chan: Channel) -> Callable[[str], None] | None:
+    """--debug step lines of a child go to the runtime as ``log`` messages."""
+    if not steps.active():
+        return None
+    return lambda msg: chan.send("log", level="debug", msg=msg)
+
+
+def run_intermediate(entry: Entry, chan: Channel, sys: api.Syscalls,
+                     final: Callable[[], None], stage: str) -> None:
+    steps.in_child("intermediate", debug_sink(chan))
+    t = steps.begin()
     sys.prctl(api.PR_SET_DUMPABLE, 0)                                   # I1
+    steps.end("I1", "non-dumpable", t)
+    t = steps.begin()
     from ocirun import namespaces
-    namespaces.join(plan.join_fds, sys)                                  # I2
-    ns = plan.ns
-    if ns.new_user:                                                      # I3
+    namespaces.join(entry.join_fds, sys)                                 # I2
+    steps.end("I2", "join namespaces", t)
+    t = steps.begin()
+    ns = entry.ns
+    if ns is not None and ns.new_user:                                   # I3
         _unshare(sys, api.CLONE_NEWUSER, "user")
         chan.send("userns_map_request")
         chan.expect("userns_mapped")
@@ -40,13 +72,17 @@ def run_intermediate(plan: InitPlan, chan: Channel, sys: api.Syscalls) -> None:
             raise SyscallError(f"become root in the new user namespace: {e.strerror} "
                                "(does linux.uidMappings/gidMappings map container id 0?)",
                                errno=e.errno, stage="user_namespace") from e
-    if ns.unshare_flags:                                                 # I4
+    steps.end("I3", "user namespace", t)
+    t = steps.begin()
+    if ns is not None and ns.unshare_flags:                              # I4
         _unshare(sys, ns.unshare_flags, "new namespaces")
-    if ns.new_time:
-        _write_time_offsets(plan.spec["linux"].get("timeOffsets") or {})
-    from ocirun.process import init
-    pid = fork.spawn(lambda: init.run_init(plan, chan, sys), chan, (), "init")   # I5
+    if entry.time_offsets:
+        _write_time_offsets(entry.time_offsets)
+    steps.end("I4", "new namespaces", t)
+    t = steps.begin()
+    pid = fork.spawn(final, chan, (), stage, sys)                        # I5
     chan.send("init_pid", pid=pid)
+    steps.end("I5", "fork the final process", t)
 
 
 def _unshare(sys: api.Syscalls, flags: int, what: str) -> None:
@@ -57,16 +93,12 @@ def _unshare(sys: api.Syscalls, flags: int, what: str) -> None:
                            stage="namespaces") from e
 
 
-def _write_time_offsets(offsets: dict[str, dict[str, int]]) -> None:
+def _write_time_offsets(text: bytes) -> None:
     """config-linux.md "Offset for Time Namespace": before any process enters it."""
-    lines = "".join(f"{clock} {o.get('secs', 0)} {o.get('nanosecs', 0)}\n"
-                    for clock, o in offsets.items())
-    if not lines:
-        return
     try:
         fd = os.open("/proc/self/timens_offsets", os.O_WRONLY | os.O_CLOEXEC)
         try:
-            os.write(fd, lines.encode())
+            os.write(fd, text)
         finally:
             os.close(fd)
     except OSError as e:

@@ -1,16 +1,25 @@
-"""The runtime side of ``create``: fork, feed the children, roll back.
+"""The runtime side of a launch: fork, feed the children, roll back.
+
+Two kinds of launch (youki calls them container types):
+
+* :data:`INIT`: a new container's init (``create``);
+* :data:`TENANT`: a process joining a running container (``exec``): it
+  enters the container's namespaces and cgroup and runs the shared process
+  step, with no rootfs work and no exec FIFO.
 
 Parent steps (numbered to match process/intermediate.py and init.py):
-  P1 become a child subreaper, so the init, orphaned when the intermediate
-     exits, is re-parented to us and stays reapable until create returns;
+  P1 become a child subreaper, so the final process, orphaned when the
+     intermediate exits, is re-parented to us and stays reapable;
   P2 fork the intermediate; answer ``userns_map_request`` by writing the
      id maps into /proc/<intermediate>/;
-  P3 on ``init_pid``: reap the intermediate, put the init in the cgroup
-     (it builds its rootfs meanwhile and waits for ``cgroup_ready`` only
-     before its first cgroup mount), send ``cgroup_ready``;
-  P4 on ``hooks_request``: run prestart then createRuntime hooks in the
-     runtime namespace, answer ``hooks_done``;
-  P5 on ``ready``: the init is parked at the exec FIFO.
+  P3 on ``init_pid``: reap the intermediate, put the process in the cgroup
+     (an init builds its rootfs meanwhile and waits for ``cgroup_ready``
+     only before its first cgroup mount), send ``cgroup_ready``;
+  P4 (init) on ``hooks_request``: run prestart then createRuntime hooks in
+     the runtime namespace, answer ``hooks_done``;
+  P5 (init) on ``ready``: the init is parked at the exec FIFO.
+     (tenant) EOF on the channel: the socket is close-on-exec, so the
+     process has exec'd; an ``error`` message instead is why it could not.
 Every resource is pushed on a :class:`Rollback`; a failure anywhere undoes
 them in reverse order (runtime.md "Errors": as if never attempted).
 """
@@ -19,6 +28,7 @@ from __future__ import annotations
 
 import os
 
+from ocirun import steps
 from ocirun.errors import ChildDiedError, OciRunError
 from ocirun.syscalls import api
 
@@ -27,7 +37,11 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ocirun.cgroups import CgroupManager
-    from ocirun.process.plan import InitPlan
+    from ocirun.process.channel import Channel
+    from ocirun.process.intermediate import Entry
+
+INIT = "init"
+TENANT = "tenant"
 
 
 class Rollback:
@@ -82,50 +96,118 @@ def describe_exit(pid: int) -> str:
     return f"exit status {os.WEXITSTATUS(status)}"
 
 
-def launch(plan: InitPlan, mgr: CgroupManager | None, rb: Rollback, sys: api.Syscalls,
-           run_runtime_hooks: Callable[[int], None]) -> int:
-    """Run the create handshake; returns the init's host pid (parked at the FIFO)."""
+class Launch:
+    """One launch: what to start and how the parent answers its requests."""
+
+    __slots__ = ("entry", "final", "gid_map", "kind", "mgr", "on_fds", "run_runtime_hooks",
+                 "uid_map")
+
+    def __init__(self, kind: str, entry: Entry, final: Callable[[Channel], None], *,
+                 mgr: CgroupManager | None = None, uid_map: bytes = b"", gid_map: bytes = b"",
+                 run_runtime_hooks: Callable[[int], None] | None = None,
+                 on_fds: Callable[[dict[str, object]], None] | None = None) -> None:
+        self.kind = kind
+        self.entry = entry
+        self.final = final  # runs in the final process, given the child channel
+        self.mgr = mgr
+        self.uid_map = uid_map
+        self.gid_map = gid_map
+        self.run_runtime_hooks = run_runtime_hooks
+        # A message carrying fds (seccomp listener, terminal master): the
+        # parent's handler takes them before the launch goes on.
+        self.on_fds = on_fds
+
+
+def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
+    """Run the handshake; returns the final process's host pid.
+
+    INIT: the init is parked at the exec FIFO on return.  TENANT: the
+    process has exec'd on return.
+    """
     from ocirun.process import channel, fork
     from ocirun.process.intermediate import run_intermediate
 
+    t = steps.begin()
     sys.prctl(api.PR_SET_CHILD_SUBREAPER, 1)                                   # P1
+    steps.end("P1", "subreaper", t)
+    t = steps.begin()
     chan, child_chan, parent_fds = channel.pair()
     rb.push(chan.close)
     import gc
     gc.freeze()  # keep the children's copy-on-write pages shared
-    inter = fork.spawn(lambda: run_intermediate(plan, child_chan, sys), child_chan,
-                       parent_fds, "intermediate")                             # P2
+    stage = "init" if spec.kind == INIT else "exec"
+    inter = fork.spawn(lambda: run_intermediate(spec.entry, child_chan, sys,
+                                                lambda: spec.final(child_chan), stage),
+                       child_chan, parent_fds, "intermediate", sys)            # P2
     rb.push(lambda: kill_and_reap(inter))
     child_chan.close()
-    init_pid: int = 0
+    pid: int = 0
     try:
         msg = chan.expect("userns_map_request", "init_pid")
         if msg["type"] == "userns_map_request":
-            _write_maps(plan, inter)
+            from ocirun.user import write_id_map_text
+            write_id_map_text(inter, spec.uid_map, spec.gid_map, deny_setgroups=False)
             chan.send("userns_mapped")
             msg = chan.expect("init_pid")
-        init_pid = int(msg["pid"])  # type: ignore[call-overload]
-        rb.push(lambda: kill_and_reap(init_pid))
+        pid = int(msg["pid"])  # type: ignore[call-overload]
+        rb.push(lambda: kill_and_reap(pid))
+        steps.end("P2", "fork the intermediate, id maps, wait for the pid", t)
+        t = steps.begin()
         os.waitpid(inter, 0)                                                   # P3
-        if mgr is not None:
-            mgr.add(init_pid)
+        if spec.mgr is not None:
+            spec.mgr.add(pid)
         chan.send("cgroup_ready")
-        msg = chan.expect("hooks_request", "ready")
-        if msg["type"] == "hooks_request":                                     # P4
-            run_runtime_hooks(init_pid)
-            chan.send("hooks_done")
-            chan.expect("ready")                                               # P5
+        steps.end("P3", "reap the intermediate, join the cgroup", t)
+        if spec.kind == INIT:
+            _finish_init(spec, chan, pid)
+        else:
+            _finish_tenant(spec, chan, pid)
     except ChildDiedError as e:
-        who = init_pid or inter
+        who = pid or inter
         raise ChildDiedError(f"{e.msg} ({describe_exit(who)})") from None
     except OciRunError:
         raise
     chan.close()
-    return init_pid
+    return pid
 
 
-def _write_maps(plan: InitPlan, pid: int) -> None:
-    from ocirun.user import write_id_maps
-    linux = plan.spec.get("linux") or {}
-    write_id_maps(pid, linux.get("uidMappings") or [], linux.get("gidMappings") or [],
-                  deny_setgroups=False)
+def _expect(spec: Launch, chan: Channel, pid: int, *types: str) -> dict[str, object]:
+    """chan.expect, handing any fd-carrying side message to ``spec.on_fds``
+    (with ``pid``, the sender's host pid, added to it)."""
+    side = ("seccomp_listener", "console_master")
+    while True:
+        msg = chan.expect(*types, *side)
+        if msg["type"] not in side:
+            return msg
+        if spec.on_fds is None:
+            for fd in msg["fds"]:  # type: ignore[attr-defined]
+                os.close(fd)
+            raise OciRunError(f"sync protocol: unexpected `{msg['type']}`")
+        msg["pid"] = pid
+        spec.on_fds(msg)
+
+
+def _finish_init(spec: Launch, chan: Channel, pid: int) -> None:
+    t = steps.begin()
+    msg = _expect(spec, chan, pid, "hooks_request", "ready")
+    if msg["type"] == "hooks_request":                                         # P4
+        steps.end("P5", "wait for the init (until hooks_request)", t)
+        t = steps.begin()
+        if spec.run_runtime_hooks is not None:
+            spec.run_runtime_hooks(pid)
+        chan.send("hooks_done")
+        steps.end("P4", "prestart and createRuntime hooks", t)
+        t = steps.begin()
+        _expect(spec, chan, pid, "ready")                                      # P5
+    steps.end("P5", "wait for the init's ready", t)
+
+
+def _finish_tenant(spec: Launch, chan: Channel, pid: int) -> None:
+    t = steps.begin()
+    try:
+        _expect(spec, chan, pid, "exec_done")
+    except ChildDiedError:
+        # EOF: the close-on-exec socket closed, i.e. execve succeeded
+        steps.end("P5", "wait for the process's execve", t)
+        return
+    raise OciRunError("sync protocol: unexpected `exec_done`")

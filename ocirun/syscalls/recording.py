@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 # Methods whose first argument is a path, reported as OSError.filename.
 _PATH_ARG = {"mount": 1, "umount2": 0, "pivot_root": 0, "mknod": 0, "chroot": 0,
-             "mount_setattr": 1}
+             "mount_setattr": 1, "open_tree": 1, "move_mount": 3}
 
 
 class RecordingSyscalls:
@@ -34,7 +34,8 @@ class RecordingSyscalls:
     keeps working in a tmp dir.
     """
 
-    __slots__ = ("calls", "caps", "create_nodes", "fail", "nstypes", "prctl_result")
+    __slots__ = ("bpf_progs", "calls", "caps", "create_nodes", "fail", "fork_result", "nstypes",
+                 "prctl_result", "seccomp_result")
 
     def __init__(self, fail: FailRule | None = None, *,
                  caps: tuple[int, int, int] = ((1 << 41) - 1, (1 << 41) - 1, 0),
@@ -45,6 +46,11 @@ class RecordingSyscalls:
         self.create_nodes = create_nodes
         self.prctl_result = 0
         self.nstypes: dict[int, int] = {}  # fd -> CLONE_NEW* for ns_get_type
+        # fork() records the call, then returns this; None (the default)
+        # raises instead, so a test can assert that no child was ever made.
+        self.fork_result: int | None = None
+        self.bpf_progs: tuple[int, list[int]] = (0, [])
+        self.seccomp_result = 0  # what seccomp_set_filter returns (a listener fd)
 
     def _record(self, name: str, *args: object) -> None:
         self.calls.append((name, *args))
@@ -122,3 +128,44 @@ class RecordingSyscalls:
     def join_session_keyring(self, name: str | None) -> int:
         self._record("join_session_keyring", name)
         return 1
+
+    def open_tree(self, dirfd: int, path: str, flags: int) -> int:
+        self._record("open_tree", dirfd, path, flags)
+        return os.open("/", os.O_PATH | os.O_CLOEXEC)  # a real fd the caller may close
+
+    def move_mount(self, from_dirfd: int, from_path: str, to_dirfd: int, to_path: str,
+                   flags: int) -> None:
+        self._record("move_mount", from_dirfd, from_path, to_dirfd, to_path, flags)
+
+    def fork(self) -> int:
+        self._record("fork")
+        if self.fork_result is None:
+            raise AssertionError("RecordingSyscalls.fork: the code under test forked")
+        return self.fork_result
+
+    # bpf(2): the fds handed out are real (of /dev/null) so callers can close
+    # them; ``bpf_progs`` is what bpf_prog_query reports as attached (flags, ids).
+
+    def bpf_prog_load(self, prog_type: int, insns: bytes, license: str,
+                      log_size: int = 0) -> int:
+        self._record("bpf_prog_load", prog_type, insns, license, log_size)
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+    def bpf_prog_attach(self, target_fd: int, prog_fd: int, attach_type: int,
+                        flags: int) -> None:
+        self._record("bpf_prog_attach", target_fd, prog_fd, attach_type, flags)
+
+    def bpf_prog_detach(self, target_fd: int, prog_fd: int, attach_type: int) -> None:
+        self._record("bpf_prog_detach", target_fd, prog_fd, attach_type)
+
+    def bpf_prog_query(self, target_fd: int, attach_type: int) -> tuple[int, list[int]]:
+        self._record("bpf_prog_query", target_fd, attach_type)
+        return self.bpf_progs
+
+    def bpf_prog_get_fd_by_id(self, prog_id: int) -> int:
+        self._record("bpf_prog_get_fd_by_id", prog_id)
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+    def seccomp_set_filter(self, flags: int, bpf: bytes | None) -> int:
+        self._record("seccomp_set_filter", flags, bpf)
+        return self.seccomp_result

@@ -19,7 +19,7 @@ import pytest
 
 from ocirun.capabilities import apply_caps, compute_caps
 from ocirun.procfs import status_fields
-from ocirun.rlimits import apply_rlimits
+from ocirun.rlimits import apply_rlimits, plan_rlimits
 from ocirun.syscalls.api import CLONE_NEWUSER
 from ocirun.syscalls.linux import LinuxSyscalls
 from ocirun.user import apply_user, write_id_maps
@@ -67,8 +67,8 @@ def setup(caps: dict[str, list[str]]) -> None:
     """What the init does, in its order: rlimits, ids, capabilities."""
     sys = LinuxSyscalls()
     sets, _warnings = compute_caps(caps)
-    apply_rlimits(RLIMITS)
-    apply_user(USER, sys)
+    apply_rlimits(plan_rlimits(RLIMITS))
+    apply_user(1000, 1000, [20, 10], sys)
     apply_caps(sets, sys)
 
 
@@ -146,7 +146,7 @@ def test_root_keeps_configured_sets() -> None:
     def child(w: int) -> None:
         sys = LinuxSyscalls()
         sets, _ = compute_caps(caps)
-        apply_user({"uid": 0, "gid": 0}, sys)
+        apply_user(0, 0, (), sys)
         apply_caps(sets, sys)
         report_status(w)
 

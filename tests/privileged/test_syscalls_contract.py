@@ -18,7 +18,7 @@ from typing import Any
 import bundle as bundle_mod
 import pytest
 
-from ocirun.rootfs import finish_rootfs, prepare_rootfs
+from planhelp import finish_rootfs, prepare_rootfs
 from ocirun.syscalls import api as k
 from ocirun.syscalls.linux import LinuxSyscalls
 

@@ -23,7 +23,7 @@ def rootfs(tmp_path: os.PathLike[str]) -> str:
 
 def test_default_devices(rootfs: str) -> None:
     rec = RecordingSyscalls()
-    create_devices({}, rootfs, rec, in_userns=False)
+    create_devices(device_list({}), rootfs, rec, in_userns=False)
     assert rec.calls == [
         ("mknod", rootfs + p, stat.S_IFCHR | 0o666, os.makedev(ma, mi))
         for p, ma, mi in DEFAULT_DEVICES]
@@ -42,7 +42,7 @@ def test_configured_devices(rootfs: str) -> None:
          "uid": os.getuid(), "gid": os.getgid()},
     ]}}
     rec = RecordingSyscalls()
-    create_devices(spec, rootfs, rec, in_userns=False)
+    create_devices(device_list(spec), rootfs, rec, in_userns=False)
     tail = rec.calls[len(DEFAULT_DEVICES):]
     assert tail == [
         ("mknod", rootfs + "/dev/fuse", stat.S_IFCHR | 0o600, os.makedev(10, 229)),
@@ -66,7 +66,7 @@ def test_configured_device_replaces_default() -> None:
 def test_userns_binds_host_nodes(rootfs: str) -> None:
     rec = RecordingSyscalls()
     spec = {"linux": {"devices": [{"path": "/dev/p", "type": "p"}]}}
-    create_devices(spec, rootfs, rec, in_userns=True)
+    create_devices(device_list(spec), rootfs, rec, in_userns=True)
     binds = [("mount", p, rootfs + p, "bind", MS_BIND, None) for p, _, _ in DEFAULT_DEVICES]
     assert rec.calls == [*binds, ("mknod", rootfs + "/dev/p", stat.S_IFIFO | 0o666, 0)]
     # the bind targets are empty files
@@ -76,7 +76,7 @@ def test_userns_binds_host_nodes(rootfs: str) -> None:
 def test_existing_matching_node_is_kept(rootfs: str) -> None:
     os.mkfifo(rootfs + "/dev/pipe")
     rec = RecordingSyscalls()
-    create_devices({"linux": {"devices": [{"path": "/dev/pipe", "type": "p"}]}},
+    create_devices(device_list({"linux": {"devices": [{"path": "/dev/pipe", "type": "p"}]}}),
                    rootfs, rec, in_userns=False)
     assert ("mknod", rootfs + "/dev/pipe", stat.S_IFIFO | 0o666, 0) not in rec.calls
 
@@ -85,7 +85,7 @@ def test_existing_other_file_is_an_error(rootfs: str) -> None:
     with open(rootfs + "/dev/zero", "w") as f:
         f.write("not a device")
     with pytest.raises(SyscallError) as ei:
-        create_devices({}, rootfs, RecordingSyscalls(), in_userns=False)
+        create_devices(device_list({}), rootfs, RecordingSyscalls(), in_userns=False)
     assert ei.value.errno == errno.EEXIST and ei.value.stage == "devices"
     assert "`/dev/zero`" in str(ei.value)
 
@@ -94,14 +94,14 @@ def test_symlinked_dev_stays_inside(rootfs: str, tmp_path: os.PathLike[str]) -> 
     os.rmdir(rootfs + "/dev")
     os.symlink("/../../../../tmp/evil", rootfs + "/dev")
     rec = RecordingSyscalls()
-    create_devices({}, rootfs, rec, in_userns=False)
+    create_devices(device_list({}), rootfs, rec, in_userns=False)
     assert rec.calls[0][1] == rootfs + "/tmp/evil/null"
 
 
 def test_mknod_failure_names_the_device(rootfs: str) -> None:
     rec = RecordingSyscalls(fail={"mknod": errno.EPERM})
     with pytest.raises(SyscallError) as ei:
-        create_devices({}, rootfs, rec, in_userns=False)
+        create_devices(device_list({}), rootfs, rec, in_userns=False)
     assert str(ei.value) == "create device `/dev/null`: Operation not permitted"
     assert ei.value.errno == errno.EPERM
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ocirun.errors import ConfigError, SyscallError
-from ocirun.rlimits import RLIMITS, apply_oom_score_adj, apply_rlimits, check_rlimits
+from ocirun.rlimits import RLIMITS, apply_oom_score_adj, apply_rlimits, check_rlimits, plan_rlimits
 
 U64 = (1 << 64) - 1
 
@@ -64,8 +64,8 @@ def _in_child(fn) -> int:  # type: ignore[no-untyped-def]
 
 def test_apply_in_child_lowers_limits() -> None:
     def child() -> int:
-        apply_rlimits([{"type": "RLIMIT_CORE", "soft": 0, "hard": 0},
-                       {"type": "RLIMIT_NOFILE", "soft": 64, "hard": 128}])
+        apply_rlimits(plan_rlimits([{"type": "RLIMIT_CORE", "soft": 0, "hard": 0},
+                                    {"type": "RLIMIT_NOFILE", "soft": 64, "hard": 128}]))
         ok = (resource.getrlimit(resource.RLIMIT_CORE) == (0, 0)
               and resource.getrlimit(resource.RLIMIT_NOFILE) == (64, 128))
         return 0 if ok else 3
@@ -79,7 +79,7 @@ def test_apply_failure_names_the_entry() -> None:
             # root may raise the hard limit; drop the capability by becoming nobody
             os.setresuid(65534, 65534, 65534)
         try:
-            apply_rlimits([{"type": "RLIMIT_NOFILE", "soft": 32, "hard": 1000}])
+            apply_rlimits(plan_rlimits([{"type": "RLIMIT_NOFILE", "soft": 32, "hard": 1000}]))
         except SyscallError as e:
             return 0 if str(e).startswith("setrlimit `RLIMIT_NOFILE` (process.rlimits[0]) soft=32 hard=1000:") else 4
         return 5

@@ -10,7 +10,7 @@ import pytest
 
 from ocirun import rootfs as rfs
 from ocirun.errors import ConfigError, NotSupportedError, SyscallError
-from ocirun.rootfs import finish_rootfs, prepare_rootfs
+from planhelp import finish_rootfs, prepare_rootfs
 from ocirun.syscalls import api as k
 from ocirun.syscalls.recording import RecordingSyscalls
 

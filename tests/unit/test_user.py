@@ -11,7 +11,7 @@ import pytest
 from ocirun.errors import ConfigError, SyscallError
 from ocirun.syscalls.api import PR_SET_KEEPCAPS
 from ocirun.syscalls.recording import RecordingSyscalls
-from ocirun.user import apply_umask, apply_user, lookup_home, setgroups_allowed, write_id_maps
+from ocirun.user import apply_user, lookup_home, setgroups_allowed, write_id_maps
 
 UIDS = [{"containerID": 0, "hostID": 100000, "size": 65536}]
 GIDS = [{"containerID": 0, "hostID": 200000, "size": 1000}, {"containerID": 1000, "hostID": 5000, "size": 1}]
@@ -125,7 +125,7 @@ def test_apply_user_refuses_groups_when_denied(tmp_path: Path) -> None:
     p.write_text("deny\n")
     rec = RecordingSyscalls()
     with pytest.raises(ConfigError, match=r"additionalGids \[5\]: supplementary groups cannot be set"):
-        apply_user({"uid": os.getuid(), "gid": os.getgid(), "additionalGids": [5]}, rec,
+        apply_user(os.getuid(), os.getgid(), [5], rec,
                    setgroups_path=str(p))
     assert rec.calls == []
 
@@ -152,7 +152,7 @@ def test_apply_user_same_ids_as_now(tmp_path: Path) -> None:
 
     def child() -> int:
         rec = RecordingSyscalls()
-        apply_user({"uid": uid, "gid": gid}, rec, setgroups_path=str(p))
+        apply_user(uid, gid, (), rec, setgroups_path=str(p))
         ok = os.getresuid() == (uid,) * 3 and os.getresgid() == (gid,) * 3
         return 0 if ok and rec.calls == [("prctl", PR_SET_KEEPCAPS, 1, 0, 0, 0)] else 3
     assert _in_child(child) == 0
@@ -164,7 +164,7 @@ def test_apply_user_error_message(tmp_path: Path) -> None:
             os.setresuid(65534, 65534, 65534)
         try:
             # no setgroups file: allowed, so setgroups runs and fails unprivileged
-            apply_user({"uid": 0, "gid": os.getgid(), "additionalGids": [1, 2]}, RecordingSyscalls(),
+            apply_user(0, os.getgid(), [1, 2], RecordingSyscalls(),
                        setgroups_path="/nonexistent/ocirun-test/setgroups")
         except SyscallError as e:
             if str(e) == "setgroups [1, 2]: Operation not permitted":
@@ -187,20 +187,9 @@ def test_apply_user_keepcaps_failure(tmp_path: Path) -> None:
 
     def child() -> int:
         try:
-            apply_user({"uid": os.getuid(), "gid": os.getgid()},
+            apply_user(os.getuid(), os.getgid(), (),
                        RecordingSyscalls(fail={"prctl": errno.EINVAL}), setgroups_path=str(p))
         except SyscallError as e:
             return 0 if "PR_SET_KEEPCAPS: Invalid argument" in str(e) else 4
         return 5
-    assert _in_child(child) == 0
-
-
-def test_apply_umask() -> None:
-    def child() -> int:
-        os.umask(0o022)
-        apply_umask({"uid": 0, "gid": 0})
-        if os.umask(0o022) != 0o022:
-            return 3
-        apply_umask({"uid": 0, "gid": 0, "umask": 63})  # 0o077
-        return 0 if os.umask(0) == 0o077 else 4
     assert _in_child(child) == 0
