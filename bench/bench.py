@@ -381,8 +381,8 @@ def step_table(cmd: list[str], bundle_dir: str, workdir: str) -> str:
     if not recs:
         return "(empty trace)"
     t0 = min(r["start_ns"] for r in recs)
-    lines = [f"{'at ms':>7} {'process':<12} {'step':<4} {'what':<44} {'ms':>6} {'cpu':>6} "
-             f"{'runq':>6} {'blocked':>7}  kernel", "-" * 110]
+    lines = [(f"{'at ms':>7} {'process':<12} {'step':<4} {'what':<44} {'ms':>6} {'cpu':>6} "
+              f"{'runq':>6} {'blocked':>7}  kernel"), "-" * 110]
     for r in sorted(recs, key=lambda r: r["start_ns"]):
         lines.append(f"{(r['start_ns'] - t0) / 1e6:7.2f} {r['proc']:<12} {r['step']:<4} "
                      f"{r['name'][:44]:<44} {r['dur_ms']:6.2f} {r['cpu_ms']:6.2f} "
