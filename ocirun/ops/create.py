@@ -139,7 +139,7 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
             if mgr is not None:
                 mgr.create()
                 rb.push(mgr.destroy)
-                mgr.apply((spec.get("linux") or {}).get("resources"))
+                mgr.apply((spec.get("linux") or {}).get("resources"), sys=sys)
             steps.end("C4", "cgroup", t)
             st = ContainerState(cid, bundle=bundle, rootfs=plan.rootfs,
                                 created=rfc3339_nano(time.time_ns()), oci_version=plan.oci_version,
