@@ -36,6 +36,7 @@ def run_tenant(p: ProcessPlan, chan: Channel, sys: Syscalls) -> None:
     chan.expect("cgroup_ready")                                                # T2
     steps.end("T2", "wait for the cgroup", t)
     t = steps.begin()
-    exe = setup.prepare_process(p, sys)                                        # T3 (S1-S9)
+    exe = setup.prepare_process(                                               # T3 (S1-S9)
+        p, sys, lambda fd: chan.send("seccomp_listener", fds=(fd,)))
     steps.end("T3", "process step S1-S9", t)
     setup.exec_process(p, exe)                                                 # T4 (S10)

@@ -63,6 +63,12 @@ struct oci_cap_data {
     uint32_t inheritable;
 };
 
+/* linux/filter.h: a classic BPF program for seccomp(2) */
+struct oci_sock_fprog {
+    unsigned short len;
+    void *filter;
+};
+
 /* linux/mount.h */
 struct mount_attr {
     uint64_t attr_set;

@@ -112,6 +112,15 @@ BPF_PROG_QUERY = 16
 BPF_F_ALLOW_OVERRIDE = 1
 BPF_F_ALLOW_MULTI = 2
 
+# seccomp(2) (linux/seccomp.h)
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_TSYNC = 1
+SECCOMP_FILTER_FLAG_LOG = 2
+SECCOMP_FILTER_FLAG_SPEC_ALLOW = 4
+SECCOMP_FILTER_FLAG_NEW_LISTENER = 8
+SECCOMP_FILTER_FLAG_TSYNC_ESRCH = 16
+SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV = 32
+
 
 class Syscalls(Protocol):
     """Kernel calls the runtime makes that ``os`` does not wrap."""
@@ -178,3 +187,10 @@ class Syscalls(Protocol):
         """BPF_PROG_QUERY: (attach flags, ids of the attached programs)."""
 
     def bpf_prog_get_fd_by_id(self, prog_id: int) -> int: ...
+
+    def seccomp_set_filter(self, flags: int, bpf: bytes | None) -> int:
+        """``seccomp(SECCOMP_SET_MODE_FILTER, flags, prog)`` with ``bpf`` (an array
+        of 8-byte ``struct sock_filter``).  Returns the notify listener fd when
+        ``flags`` has NEW_LISTENER, else 0.  ``bpf=None`` passes a NULL program:
+        the kernel then fails with EFAULT when it knows ``flags`` and EINVAL when
+        it does not (how libseccomp probes for flags)."""

@@ -11,7 +11,11 @@ import os
 
 from ocirun.syscalls import api
 from ocirun.syscalls._ffi import NR, ffi, lib
-from ocirun.syscalls.api import KEYCTL_JOIN_SESSION_KEYRING, NS_GET_NSTYPE
+from ocirun.syscalls.api import (
+    KEYCTL_JOIN_SESSION_KEYRING,
+    NS_GET_NSTYPE,
+    SECCOMP_SET_MODE_FILTER,
+)
 
 _CAP_V3 = 0x20080522  # _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set
 
@@ -239,3 +243,16 @@ class LinuxSyscalls:
         buf, attr = _bpf_attr("oci_bpf_get_fd_by_id")
         attr.id = prog_id  # type: ignore[attr-defined]
         return _bpf(api.BPF_PROG_GET_FD_BY_ID, buf)
+
+    def seccomp_set_filter(self, flags: int, bpf: bytes | None) -> int:
+        if bpf is None:
+            prog = ffi.NULL
+        else:
+            # ``buf`` must outlive the call: the kernel copies the program in.
+            buf = ffi.from_buffer(bpf)
+            prog = ffi.new("struct oci_sock_fprog *", {"len": len(bpf) // 8, "filter": buf})
+        rc = int(lib.syscall(_nr("seccomp"), _l(SECCOMP_SET_MODE_FILTER),
+                             ffi.cast("unsigned int", flags), prog))
+        if rc == -1:
+            _raise()
+        return rc

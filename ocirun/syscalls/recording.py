@@ -35,7 +35,7 @@ class RecordingSyscalls:
     """
 
     __slots__ = ("bpf_progs", "calls", "caps", "create_nodes", "fail", "fork_result", "nstypes",
-                 "prctl_result")
+                 "prctl_result", "seccomp_result")
 
     def __init__(self, fail: FailRule | None = None, *,
                  caps: tuple[int, int, int] = ((1 << 41) - 1, (1 << 41) - 1, 0),
@@ -50,6 +50,7 @@ class RecordingSyscalls:
         # raises instead, so a test can assert that no child was ever made.
         self.fork_result: int | None = None
         self.bpf_progs: tuple[int, list[int]] = (0, [])
+        self.seccomp_result = 0  # what seccomp_set_filter returns (a listener fd)
 
     def _record(self, name: str, *args: object) -> None:
         self.calls.append((name, *args))
@@ -164,3 +165,7 @@ class RecordingSyscalls:
     def bpf_prog_get_fd_by_id(self, prog_id: int) -> int:
         self._record("bpf_prog_get_fd_by_id", prog_id)
         return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+    def seccomp_set_filter(self, flags: int, bpf: bytes | None) -> int:
+        self._record("seccomp_set_filter", flags, bpf)
+        return self.seccomp_result
