@@ -427,6 +427,16 @@ def test_an_entry_from_another_libseccomp_is_recompiled(tmp_path: Path) -> None:
     assert entry.read_bytes().endswith(bpf)
 
 
+def test_an_entry_under_another_name_is_ignored(tmp_path: Path) -> None:
+    compile_(REFERENCE, cache_dir=str(tmp_path))
+    entry = _entry(tmp_path)
+    other = {**REFERENCE, "defaultErrnoRet": 1, "defaultAction": "SCMP_ACT_ERRNO"}
+    key = seccomp.cache_key(other)
+    entry.rename(tmp_path / f"seccomp@{key}")  # as if someone had renamed it
+    assert seccomp.cache_read(str(tmp_path / f"seccomp@{key}"), key) is None
+    assert compile_(other, cache_dir=str(tmp_path)).bpf == compile_(other).bpf
+
+
 @pytest.mark.parametrize("damage", ["truncated", "magic", "writable", "not-json"])
 def test_a_damaged_entry_is_ignored(tmp_path: Path, damage: str) -> None:
     good = compile_(REFERENCE, cache_dir=str(tmp_path)).bpf
