@@ -24,7 +24,7 @@ CGROUP_ROOT = "/sys/fs/cgroup"
 class Host:
     """What this host offers, so tests can skip (not fail) when it lacks something."""
 
-    __slots__ = ("cgroup_v2_unified", "cgroup_v1", "arch", "timens", "userns", "v2_controllers")
+    __slots__ = ("cgroup_v2_unified", "cgroup_v1", "arch", "timens", "userns", "v2_controllers", "_cgfiles")
 
     def __init__(self) -> None:
         self.cgroup_v2_unified = os.path.exists(os.path.join(CGROUP_ROOT, "cgroup.controllers"))
@@ -38,6 +38,55 @@ class Host:
         self.arch = os.uname().machine
         self.timens = os.path.exists("/proc/self/ns/time")
         self.userns = os.path.exists("/proc/self/ns/user")
+        self._cgfiles: dict[str, set[str]] = {}
+
+    def cgroup_files(self, ctrl: str) -> set[str]:
+        """File names a fresh non-root cgroup of ``ctrl`` has on this host.
+
+        Probed once per controller by making (and removing) a child cgroup of
+        our own: the root cgroup lacks many files (``pids.max``, ``memory.max``)
+        and kernels differ (``blkio.weight`` needs CFQ), so only a real child
+        tells what a container's cgroup will offer.  This is how resource tests
+        decide to skip *before* create; a file missing after create is a FAIL.
+        """
+        if ctrl in self._cgfiles:
+            return self._cgfiles[ctrl]
+        files: set[str] = set()
+        if self.has_controller(ctrl):
+            base = CGROUP_ROOT if self.cgroup_v2_unified else self.cgroup_v1[ctrl]
+            if self.cgroup_v2_unified and ctrl not in self._v2_enabled():
+                # what any runtime does for a cgroup below the root
+                try:
+                    with open(os.path.join(CGROUP_ROOT, "cgroup.subtree_control"), "w") as f:
+                        f.write(f"+{ctrl}")
+                except OSError:
+                    pass
+            probe = os.path.join(base, f"ocirun-conformance-probe-{os.getpid()}")
+            try:
+                os.mkdir(probe)
+            except FileExistsError:
+                pass
+            except OSError:
+                probe = ""
+            if probe:
+                try:
+                    files = set(os.listdir(probe))
+                finally:
+                    try:
+                        os.rmdir(probe)
+                    except OSError:
+                        pass
+                if self.cgroup_v2_unified and ctrl not in self._v2_enabled():
+                    files = set()  # the root does not hand this controller down
+        self._cgfiles[ctrl] = files
+        return files
+
+    def _v2_enabled(self) -> list[str]:
+        try:
+            with open(os.path.join(CGROUP_ROOT, "cgroup.subtree_control")) as f:
+                return f.read().split()
+        except OSError:
+            return []
 
     def has_controller(self, name: str) -> bool:
         if self.cgroup_v2_unified:
@@ -50,6 +99,20 @@ class Host:
         if self.cgroup_v2_unified:
             return os.path.join(CGROUP_ROOT, cg, fname)
         return os.path.join(self.cgroup_v1[ctrl], cg, fname)
+
+
+def mount_of(path: str) -> tuple[str, list[str]]:
+    """The host mount holding ``path``: (mount point, optional fields such as
+    ``shared:N`` / ``master:N``).  The last matching line wins (overmounts)."""
+    path = os.path.realpath(path)
+    best, opt = "/", []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            parts = line.split(" - ")[0].split()
+            mp = parts[4].replace("\\040", " ")
+            if (path == mp or path.startswith(mp.rstrip("/") + "/")) and len(mp) >= len(best):
+                best, opt = mp, parts[6:]
+    return best, opt
 
 
 def proc_cgroup(pid: int, ctrl: str) -> str | None:

@@ -2,10 +2,12 @@
 
 ``ocirun [global flags] COMMAND [command flags] ID [args]``.  Flags take
 ``--flag value``, ``--flag=value`` and Go's single-dash ``-flag``; booleans
-also take ``=true``/``=false`` (RUNC-CLI.md §1).  A hand-written parser
-because argparse costs ~8 ms per command.  This module is the one place
-errors are printed: a line ``ocirun: <what>: <why>`` on stderr (and the
-``--log`` entry), exit 1, and a traceback only with ``--debug``.
+also take ``=true``/``=false`` (RUNC-CLI.md §1).  Commands, flags and
+handlers come from the one command table (cmdtable.py).  A hand-written
+parser because argparse costs ~8 ms per command; help text (cmdhelp.py) is
+imported only when help is asked for or a usage error prints it.  This module
+is the one place errors are printed: a line ``ocirun: <what>: <why>`` on
+stderr (and the ``--log`` entry), exit 1, and a traceback only with ``--debug``.
 """
 
 from __future__ import annotations
@@ -13,50 +15,12 @@ from __future__ import annotations
 import os
 import sys
 
-from ocirun import SPEC_VERSION, __version__, log
+from ocirun import SPEC_VERSION, __version__, cmdtable, log
 from ocirun.errors import NotSupportedError, OciRunError, UsageError
 
-DEFAULT_ROOT = "/run/ocirun"
-
-# name -> (dest, kind); kind: "bool", "str" or "int".  Aliases share a dest.
-GLOBAL_FLAGS = {
-    "root": ("root", "str"), "log": ("log", "str"), "log-format": ("log_format", "str"),
-    "debug": ("debug", "bool"), "systemd-cgroup": ("systemd_cgroup", "bool"),
-    "rootless": ("rootless", "str"), "criu": ("criu", "str"),
-    "help": ("help", "bool"), "h": ("help", "bool"),
-    "version": ("version", "bool"), "v": ("version", "bool"),
-}
-_CREATE_FLAGS = {
-    "bundle": ("bundle", "str"), "b": ("bundle", "str"),
-    "console-socket": ("console_socket", "str"), "pid-file": ("pid_file", "str"),
-    "no-pivot": ("no_pivot", "bool"), "no-new-keyring": ("no_new_keyring", "bool"),
-    "preserve-fds": ("preserve_fds", "int"),
-}
-_HELP = {"help": ("help", "bool"), "h": ("help", "bool")}
-
-# command -> (flags, positional min, positional max, usage, summary)
-COMMANDS: dict[str, tuple[dict[str, tuple[str, str]], int, int, str, str]] = {
-    "create": ({**_CREATE_FLAGS, **_HELP}, 1, 1, "create [command options] <container-id>",
-               "create a container (the process waits, not yet started)"),
-    "start": (_HELP, 1, 1, "start <container-id>", "run the user process of a created container"),
-    "state": (_HELP, 1, 1, "state <container-id>", "print the state of a container as JSON"),
-    "kill": ({"all": ("all", "bool"), "a": ("all", "bool"), **_HELP}, 1, 2,
-             "kill [--all] <container-id> [signal]",
-             "send a signal (default SIGTERM) to the container's init process"),
-    "delete": ({"force": ("force", "bool"), "f": ("force", "bool"), **_HELP}, 1, 1,
-               "delete [--force] <container-id>", "delete a stopped container and what it holds"),
-    "run": ({**_CREATE_FLAGS, "detach": ("detach", "bool"), "d": ("detach", "bool"),
-             "keep": ("keep", "bool"), "no-subreaper": ("no_subreaper", "bool"), **_HELP}, 1, 1,
-            "run [command options] <container-id>",
-            "create and start a container, wait for it, delete it"),
-    "list": ({"format": ("format", "str"), "f": ("format", "str"), "quiet": ("quiet", "bool"),
-              "q": ("quiet", "bool"), **_HELP}, 0, 0, "list [--format table|json] [--quiet]",
-             "list the containers under --root"),
-    "spec": ({"bundle": ("bundle", "str"), "b": ("bundle", "str"),
-              "rootless": ("rootless", "bool"), **_HELP}, 0, 0, "spec [--bundle DIR] [--rootless]",
-             "write a starter config.json"),
-}
-NOT_YET = ("exec", "ps", "pause", "resume", "events", "update", "features", "checkpoint", "restore")
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ocirun.cmdtable import Flag
 
 
 class Parsed:
@@ -65,6 +29,25 @@ class Parsed:
     def __init__(self) -> None:
         self.opts: dict[str, object] = {}
         self.args: list[str] = []
+
+
+class _BadUsage(UsageError):
+    """A usage error after which the help of ``topic`` goes to stdout, as runc does."""
+
+    def __init__(self, msg: str, topic: str | None, header: str) -> None:
+        super().__init__(msg)
+        self.topic = topic
+        self.header = header
+
+
+def flag_index(flags: tuple[Flag, ...]) -> dict[str, Flag]:
+    """Long and short names -> flag row."""
+    index: dict[str, Flag] = {}
+    for f in flags:
+        index[f[0]] = f
+        if f[1]:
+            index[f[1]] = f
+    return index
 
 
 def _bool(value: str, flag: str) -> bool:
@@ -76,14 +59,21 @@ def _bool(value: str, flag: str) -> bool:
     raise UsageError(f'invalid boolean value "{value}" for flag -{flag}')
 
 
-def parse_flags(argv: list[str], i: int, flags: dict[str, tuple[str, str]], out: Parsed,
+def parse_flags(argv: list[str], i: int, flags: dict[str, Flag], out: Parsed,
                 stop_at_positional: bool) -> int:
-    """Parse flags from argv[i:]; returns the index of the first positional."""
+    """Parse flags from argv[i:] into ``out``; returns the index where parsing stopped.
+
+    With ``stop_at_positional`` parsing stops at the first positional (or after
+    ``--``); otherwise positionals collect in ``out.args`` and everything after
+    ``--`` is positional."""
     n = len(argv)
     while i < n:
         tok = argv[i]
         if tok == "--":
-            return i + 1
+            if stop_at_positional:
+                return i + 1
+            out.args.extend(argv[i + 1:])
+            return n
         if not tok.startswith("-") or tok == "-":
             if stop_at_positional:
                 return i
@@ -94,7 +84,8 @@ def parse_flags(argv: list[str], i: int, flags: dict[str, tuple[str, str]], out:
         spec = flags.get(name)
         if spec is None:
             raise UsageError(f"flag provided but not defined: -{name}")
-        dest, kind = spec
+        kind = spec[2]
+        dest = spec[0].replace("-", "_")
         i += 1
         if kind == "bool":
             out.opts[dest] = _bool(value, name) if eq else True
@@ -109,29 +100,38 @@ def parse_flags(argv: list[str], i: int, flags: dict[str, tuple[str, str]], out:
                 out.opts[dest] = int(value)
             except ValueError:
                 raise UsageError(f'invalid value "{value}" for flag -{name}: parse error') from None
+        elif kind == "list":
+            prev = out.opts.get(dest)
+            if isinstance(prev, list):
+                prev.append(value)
+            else:
+                out.opts[dest] = [value]
         else:
             out.opts[dest] = value
     return i
 
 
-def usage(cmd: str | None = None) -> str:
-    if cmd and cmd in COMMANDS:
-        flags, _, _, line, summary = COMMANDS[cmd]
-        names = sorted({d for d, _ in flags.values()} - {"help"})
-        opts = "".join(f"   --{d.replace('_', '-')}\n" for d in names)
-        return f"NAME:\n   ocirun {cmd} - {summary}\n\nUSAGE:\n   ocirun {line}\n" + (
-            f"\nOPTIONS:\n{opts}" if opts else "")
-    cmds = "".join(f"   {c:<8} {v[4]}\n" for c, v in COMMANDS.items())
-    return (f"NAME:\n   ocirun - an OCI runtime-spec {SPEC_VERSION} container runtime\n\n"
-            "USAGE:\n   ocirun [global options] command [command options] [arguments...]\n\n"
-            f"COMMANDS:\n{cmds}   (not yet: {', '.join(NOT_YET)})\n\n"
-            "GLOBAL OPTIONS:\n"
-            f"   --root DIR              state directory (default {DEFAULT_ROOT})\n"
-            "   --log FILE              log file (default stderr)\n"
-            "   --log-format text|json  log format (default text)\n"
-            "   --debug                 debug log lines; tracebacks on errors\n"
-            "   --systemd-cgroup        systemd cgroup driver (not supported yet)\n"
-            "   --version, -v           print the version\n")
+def _arity_error(name: str, lo: int, hi: int, got: int) -> str | None:
+    if lo == hi and got != lo:
+        return f'"{name}" requires exactly {lo} argument(s)'
+    if got < lo:
+        return f'"{name}" requires a minimum of {lo} argument(s)'
+    if 0 <= hi < got:
+        return f'"{name}" requires a maximum of {hi} argument(s)'
+    return None
+
+
+def _show_help(topic: str | None) -> int:
+    from ocirun import cmdhelp
+    os.write(1, cmdhelp.render(topic).encode())
+    return 0
+
+
+def _dispatch(handler: str, g: Parsed, c: Parsed) -> int:
+    module, _, func = handler.partition(":")
+    __import__(module)
+    status: int = getattr(sys.modules[module], func)(g.opts, c.opts, c.args)
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,8 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:]
     g = Parsed()
     cmd = "ocirun"
+    usage_status = 1
     try:
-        i = parse_flags(argv, 0, GLOBAL_FLAGS, g, stop_at_positional=True)
+        try:
+            i = parse_flags(argv, 0, flag_index(cmdtable.GLOBAL_FLAGS), g, stop_at_positional=True)
+        except UsageError as e:
+            raise _BadUsage(e.msg, None, f"Incorrect Usage. {e.msg}") from None
         fmt = str(g.opts.get("log_format", "text"))
         if fmt not in ("text", "json"):
             raise UsageError(f"invalid log-format: {fmt}")
@@ -148,39 +152,56 @@ def main(argv: list[str] | None = None) -> int:
             log.configure(g.opts.get("log"), fmt, bool(g.opts.get("debug")))  # type: ignore[arg-type]
         except OSError as e:
             raise OciRunError(f"open log file `{g.opts.get('log')}`: {e.strerror}") from e
+        trace = g.opts.get("trace") or os.environ.get("OCIRUN_TRACE")
+        if trace or g.opts.get("debug"):
+            from ocirun import steps
+            try:
+                steps.configure(str(trace) if trace else None, bool(g.opts.get("debug")),
+                                log.debug)
+            except OSError as e:
+                raise OciRunError(f"open trace file `{trace}`: {e.strerror}") from e
         if g.opts.get("version"):
             os.write(1, f"ocirun version {__version__}\nspec: {SPEC_VERSION}\n"
                         f"python: {sys.version.split()[0]}\n".encode())
             return 0
         if i >= len(argv) or g.opts.get("help"):
-            os.write(1, usage().encode())
-            return 0 if g.opts.get("help") or i >= len(argv) else 1
+            return _show_help(None)
         cmd = argv[i]
-        if cmd in NOT_YET:
-            raise NotSupportedError(f"`{cmd}` is not supported yet")
-        if cmd not in COMMANDS:
+        row = cmdtable.find(cmd)
+        if row is None:
             raise UsageError(f"No help topic for '{cmd}'")
-        flags, lo, hi, _, _ = COMMANDS[cmd]
+        name, _, lo, hi, handler, _, flags = row
+        usage_status = cmdtable.USAGE_STATUS.get(name, 1)
         c = Parsed()
-        parse_flags(argv, i + 1, flags, c, stop_at_positional=False)
+        try:
+            j = parse_flags(argv, i + 1, flag_index(flags + (cmdtable.HELP_FLAG,)), c,
+                            stop_at_positional=hi < 0)
+        except UsageError as e:
+            if not handler:
+                raise NotSupportedError(f"`{name}` is not supported yet") from None
+            raise _BadUsage(e.msg, name, f"Incorrect Usage: {e.msg}") from None
+        if hi < 0:
+            c.args = argv[j:]
         if c.opts.get("help"):
-            os.write(1, usage(cmd).encode())
-            return 0
-        if not lo <= len(c.args) <= hi:
-            os.write(1, b"Incorrect Usage.\n\n" + usage(cmd).encode())
-            want = f"exactly {lo}" if lo == hi else f"{lo} to {hi}"
-            raise UsageError(f'"{cmd}" requires {want} argument(s)')
-        from ocirun import commands
-        return commands.HANDLERS[cmd](g.opts, c.opts, c.args)
+            return _show_help(name)
+        if not handler:
+            raise NotSupportedError(f"`{name}` is not supported yet")
+        bad = _arity_error(name, lo, hi, len(c.args))
+        if bad:
+            raise _BadUsage(bad, name, "Incorrect Usage.")
+        return _dispatch(handler, g, c)
     except OciRunError as e:
+        if isinstance(e, _BadUsage):
+            from ocirun import cmdhelp
+            os.write(1, f"{e.header}\n\n{cmdhelp.render(e.topic)}".encode())
         log.error(e.msg)
         if log.is_debug():
             import traceback
             traceback.print_exc()
-        return e.exit_code
+        return usage_status if isinstance(e, UsageError) else e.exit_code
     except KeyboardInterrupt:
         return 130
-    except Exception as e:  # a bug: still one line unless --debug
+    except Exception as e:  # noqa: BLE001 -- a bug: still one line unless --debug
         log.error(f"{cmd}: internal error: {type(e).__name__}: {e}")
         if log.is_debug():
             import traceback

@@ -1,21 +1,27 @@
 """One handler per command: map parsed flags onto ``ops`` calls.
 
 Kept apart from cli.py so that ``--help`` and usage errors import nothing
-from the library.  Each handler returns the exit status.
+from the library.  The command table (cmdtable.py) names each handler
+(``"ocirun.commands:cmd_NAME"``); a handler takes the global options, the
+command's options and its positional arguments, and returns the exit status.
 """
 
 from __future__ import annotations
 
 import os
 
-from ocirun.errors import NotSupportedError, OciRunError
+from ocirun.cmdtable import DEFAULT_ROOT
+from ocirun.errors import NotSupportedError, OciRunError, UsageError
 from ocirun.state import StateStore
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ocirun.syscalls.api import Syscalls
 
 Opts = dict[str, object]
 
 
 def _store(g: Opts) -> StateStore:
-    from ocirun.cli import DEFAULT_ROOT
     return StateStore(str(g.get("root") or DEFAULT_ROOT))
 
 
@@ -31,9 +37,16 @@ def _create_options(g: Opts, o: Opts):  # type: ignore[no-untyped-def]
                          preserve_fds=int(o.get("preserve_fds") or 0))  # type: ignore[call-overload]
 
 
+def _syscalls() -> Syscalls:
+    """The real syscall seam; ops and process take it as a parameter, so their
+    tests run them on the recording double instead."""
+    from ocirun.syscalls.linux import LinuxSyscalls
+    return LinuxSyscalls()
+
+
 def cmd_create(g: Opts, o: Opts, a: list[str]) -> int:
     from ocirun.ops.create import create
-    create(_store(g), a[0], _create_options(g, o))
+    create(_store(g), a[0], _create_options(g, o), _syscalls())
     return 0
 
 
@@ -44,9 +57,13 @@ def cmd_start(g: Opts, o: Opts, a: list[str]) -> int:
 
 
 def cmd_run(g: Opts, o: Opts, a: list[str]) -> int:
-    from ocirun.ops.run import run
+    # Forward signals from the first moment: ops.run is small; create's
+    # imports come after the handlers are in.
+    from ocirun.ops.run import Forwarder, run
+    fwd = Forwarder()
+    fwd.install()
     return run(_store(g), a[0], _create_options(g, o), detach=bool(o.get("detach")),
-               keep=bool(o.get("keep")))
+               keep=bool(o.get("keep")), fwd=fwd, sys=_syscalls())
 
 
 def cmd_state(g: Opts, o: Opts, a: list[str]) -> int:
@@ -87,5 +104,63 @@ def cmd_spec(g: Opts, o: Opts, a: list[str]) -> int:
     return 0
 
 
-HANDLERS = {"create": cmd_create, "start": cmd_start, "run": cmd_run, "state": cmd_state,
-            "kill": cmd_kill, "delete": cmd_delete, "list": cmd_list, "spec": cmd_spec}
+def cmd_check(g: Opts, o: Opts, a: list[str]) -> int:
+    """``ocirun check [-b BUNDLE] [--format text|json] [CONFIG]``: 0 would run, 1 would not."""
+    from ocirun.ops.check import check_bundle, counts, render_json, render_text
+    fmt = str(o.get("format") or "text")
+    if fmt not in ("text", "json"):
+        raise UsageError(f"check: invalid format {fmt!r} (text or json)")
+    config = os.path.abspath(a[0]) if a else None
+    bundle = os.path.abspath(str(o.get("bundle") or (os.path.dirname(config) if config else ".")))
+    config = config or os.path.join(bundle, "config.json")
+    found = check_bundle(bundle, config)
+    render = render_json if fmt == "json" else render_text
+    os.write(1, render(bundle, config, found).encode())
+    return 1 if counts(found)["error"] else 0
+
+
+def cmd_pause(g: Opts, o: Opts, a: list[str]) -> int:
+    from ocirun.ops.freeze import pause
+    pause(_store(g), a[0])
+    return 0
+
+
+def cmd_resume(g: Opts, o: Opts, a: list[str]) -> int:
+    from ocirun.ops.freeze import resume
+    resume(_store(g), a[0])
+    return 0
+
+
+def cmd_ps(g: Opts, o: Opts, a: list[str]) -> int:
+    from ocirun.ops.ps import container_pids, format_json, format_table
+    pids = container_pids(_store(g), a[0])
+    fmt = str(o.get("format") or "table")
+    if fmt == "json":
+        os.write(1, format_json(pids).encode())
+    elif fmt == "table":
+        os.write(1, format_table(pids, a[1:]).encode())
+    else:
+        raise OciRunError("invalid format option")
+    return 0
+
+
+def cmd_events(g: Opts, o: Opts, a: list[str]) -> int:
+    from ocirun.ops import events
+    interval = events.parse_duration(str(o.get("interval") or "5s"))
+    if o.get("stats"):
+        os.write(1, events.stats_line(_store(g), a[0]))
+    else:
+        events.watch(_store(g), a[0], interval)
+    return 0
+
+
+def cmd_update(g: Opts, o: Opts, a: list[str]) -> int:
+    from ocirun.ops import update
+    res = o.get("resources")
+    if res:
+        new = update.read_resources_arg(str(res))
+    else:
+        new = update.from_flags({k.replace("_", "-"): str(v) for k, v in o.items()
+                                 if v is not None and k != "help"})
+    update.update(_store(g), a[0], new)
+    return 0

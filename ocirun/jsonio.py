@@ -67,7 +67,15 @@ def loads(text: str | bytes, pairs_hook: Any = None) -> Any:
     while i < n and text[i] in _WS:
         i += 1
     try:
-        value, end = scan(text, i)
+        try:
+            value, end = scan(text, i)
+        except SystemError:
+            # CPython 3.11's scanner builds its error from json.decoder's
+            # JSONDecodeError but only finds that class in sys.modules; when
+            # nothing imported json yet it returns NULL with no exception set.
+            # Malformed input is the error path, so import it and scan again.
+            import json.decoder  # noqa: F401
+            value, end = scan(text, i)
     except StopIteration as e:
         raise JSONError("expecting a value", text, e.value) from None
     except ValueError as e:

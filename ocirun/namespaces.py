@@ -109,3 +109,29 @@ def join(fds: list[tuple[int, int]], sys: api.Syscalls) -> None:
             raise SyscallError(f"setns into the {kind} namespace: {e.strerror}", errno=e.errno,
                                stage="namespaces") from e
         os.close(fd)
+
+
+def open_container_namespaces(pid: int, *, proc: str = "/proc") -> list[tuple[int, int]]:
+    """Fds of every namespace of process ``pid`` that differs from the caller's,
+    in join order (user first, mount last): what a process joining a running
+    container (``exec``) must setns into.  The same namespace as the caller's
+    is skipped (setns into one's own user namespace fails with EINVAL)."""
+    from ocirun.procfs import NS_LINK_NAMES
+    out: list[tuple[int, int]] = []
+    try:
+        for t in _JOIN_ORDER:
+            link = NS_LINK_NAMES[t]
+            theirs = f"{proc}/{pid}/ns/{link}"
+            try:
+                a = os.stat(theirs)
+                b = os.stat(f"{proc}/self/ns/{link}")
+            except FileNotFoundError:
+                continue  # a namespace type this kernel lacks (time before 5.6)
+            if (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino):
+                continue
+            out.append((os.open(theirs, os.O_RDONLY | os.O_CLOEXEC), TYPE_FLAGS[t]))
+    except BaseException:
+        for fd, _ in out:
+            os.close(fd)
+        raise
+    return out

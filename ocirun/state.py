@@ -26,6 +26,66 @@ RUNNING = "running"
 STOPPED = "stopped"
 PAUSED = "paused"
 
+
+class Status(str):
+    """A derived status (``created``, ``running``, ``paused``, ``stopped``) that
+    knows which verbs it allows.  A ``str``, so it compares with and
+    serialises as the spec's status strings.  Every verb asks it through
+    :meth:`require`, which raises in runc's words (containerd and podman
+    match some of them)."""
+
+    __slots__ = ()
+
+    def can_start(self) -> bool:
+        return self == CREATED
+
+    def can_kill(self) -> bool:
+        return self in (CREATED, RUNNING, PAUSED)
+
+    def can_delete(self) -> bool:
+        """Without --force; with it every status can be deleted."""
+        return self == STOPPED
+
+    def can_pause(self) -> bool:
+        return self in (CREATED, RUNNING)  # runc freezes a created container too
+
+    def can_resume(self) -> bool:
+        return self == PAUSED
+
+    def can_exec(self, ignore_paused: bool = False) -> bool:
+        return self in (CREATED, RUNNING) or (ignore_paused and self == PAUSED)
+
+    def require(self, verb: str, cid: str = "", *, ignore_paused: bool = False) -> None:
+        """Raise StateError unless ``verb`` is allowed in this status."""
+        ok = {"start": self.can_start, "kill": self.can_kill, "delete": self.can_delete,
+              "pause": self.can_pause, "resume": self.can_resume}
+        if verb == "exec":
+            if self.can_exec(ignore_paused):
+                return
+        elif ok[verb]():
+            return
+        raise StateError(_refusal(verb, self, cid))
+
+
+def _refusal(verb: str, status: str, cid: str) -> str:
+    if verb == "start":
+        if status == STOPPED:
+            return "cannot start a container that has stopped"
+        if status == RUNNING:
+            return "cannot start an already running container"
+        return f"cannot start a container in the {status} state"
+    if verb == "delete":
+        return f"cannot delete container {cid} that is not stopped: {status}"
+    if verb == "resume":
+        return "container not paused"
+    if verb == "exec":
+        if status == PAUSED:
+            return "cannot exec in a paused container (use --ignore-paused to override)"
+        return f"cannot exec in a {status} container"
+    if verb == "pause" and status == PAUSED:
+        return "container already paused"
+    return "container not running"
+
 STATE_FILE = "state.json"
 CONFIG_FILE = "config.json"
 FIFO = "exec.fifo"
@@ -108,14 +168,14 @@ class ContainerState:
         """The recorded init still exists (same pid AND same start time)."""
         return self.pid > 0 and procfs.pid_start_time(self.pid) == self.pid_start
 
-    def status(self) -> str:
+    def status(self) -> Status:
         if not self.alive():
-            return STOPPED
+            return Status(STOPPED)
         if os.path.exists(self.fifo_path):
-            return CREATED
+            return Status(CREATED)
         if self.cgroup_paths and _frozen(self.cgroup_paths):
-            return PAUSED
-        return RUNNING
+            return Status(PAUSED)
+        return Status(RUNNING)
 
     def oci_state(self, status: str | None = None, *, pid_view: int | None = None) -> dict[str, object]:
         """The state object of runtime.md (plus runc's rootfs, created, owner)."""
@@ -146,21 +206,12 @@ class ContainerState:
 
 
 def _frozen(paths: dict[str, str]) -> bool:
-    # v2 cgroup.freeze or the v1 freezer; pause/resume come with a later issue
-    # but a frozen cgroup must still read as "paused", not "running".
-    p = paths.get("unified") or paths.get("")
+    """The cgroup manager's frozen state (v1 freezer or v2 cgroup.freeze)."""
+    from ocirun.cgroups import load_manager
     try:
-        if p:
-            with open(os.path.join(p, "cgroup.freeze"), "rb") as f:
-                if f.read(1) == b"1":
-                    return True
-        p = paths.get("freezer")
-        if p:
-            with open(os.path.join(p, "freezer.state"), "rb") as f:
-                return f.read().strip() != b"THAWED"
-    except OSError:
-        pass
-    return False
+        return load_manager(paths).frozen()
+    except OciRunError:
+        return False
 
 
 class StateStore:

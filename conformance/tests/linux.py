@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from conformance.context import parse_kv
+from conformance.context import mount_of, parse_kv
 from conformance.registry import Fail, Skip, check, check_eq, conformance_test
 
 SLEEP = ["/bin/sleep", "30"]
@@ -395,23 +395,24 @@ def t_sysctl_bad(ctx):
                             "an unknown sysctl")
 
 
-def _host_has_shared_mounts():
-    with open("/proc/self/mountinfo") as f:
-        return any(" shared:" in line.split(" - ")[0] for line in f)
-
-
 def _prop(value, marker):
     # The sentence ("sets the rootfs's mount propagation") carries no RFC 2119
     # keyword; graded SHOULD.
     @conformance_test(f"rootfs-propagation-{value}", "config-linux.md#rootfs-mount-propagation", "SHOULD",
                       f"rootfsPropagation={value} is applied to the rootfs mount")
     def t(ctx):
-        if value == "slave" and not _host_has_shared_mounts():
-            raise Skip("no mount of this host is shared: a slave rootfs has no master to show")
+        b = ctx.bundle(lambda c: c["linux"].update(rootfsPropagation=value),
+                       ["/bin/sh", "-c", "awk '$5 == \"/\"' /proc/self/mountinfo"])
+        if value == "slave":
+            # a slave rootfs shows a master only if the mount holding the
+            # bundle is shared on the host (a copy of a private mount made
+            # slave stays private)
+            mp, opt = mount_of(b.rootfs)
+            if not any(x.startswith("shared:") for x in opt):
+                raise Skip(f"the host mount holding the bundle ({mp}) is not shared: a slave rootfs has no master")
         # field 5 is the mount point; field 4 (the mount's root) is the rootfs
         # directory for a bind-mounted rootfs, so grep ' / / ' would miss it
-        out = ctx.sh("awk '$5 == \"/\"' /proc/self/mountinfo",
-                     lambda c: c["linux"].update(rootfsPropagation=value))
+        out = ctx.run(bundle=b)[1]
         opt = out.split(" - ")[0].split()[6:] if " - " in out else []
         check(marker(opt), f"/ optional fields {opt}")
     return t

@@ -20,6 +20,7 @@ import os
 
 from ocirun.capabilities import KNOWN_CAPABILITIES
 from ocirun.errors import ConfigError
+from ocirun.hooks import HOOK_KINDS
 from ocirun.procfs import NS_LINK_NAMES
 from ocirun.rlimits import RLIMITS
 
@@ -40,21 +41,10 @@ UTS_SYSCTLS = frozenset({"kernel.domainname"})
 TIME_CLOCKS = frozenset({"monotonic", "boottime"})
 PROPAGATIONS = frozenset({"private", "shared", "slave", "unbindable"})
 DEVICE_TYPES = frozenset({"c", "b", "u", "p"})
-HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer",
-              "poststart", "poststop")
 # user_namespaces(7): at most 340 lines per map since Linux 4.15.
 MAX_ID_MAP_LINES = 340
 
 NOT_YET: dict[str, str] = {
-    # linux.resources.devices is applied (v1 device controller); the limits are not yet.
-    "linux.resources.memory": "cgroup memory limits (not implemented yet)",
-    "linux.resources.cpu": "cgroup cpu limits (not implemented yet)",
-    "linux.resources.pids": "cgroup pids limit (not implemented yet)",
-    "linux.resources.blockIO": "cgroup block I/O limits (not implemented yet)",
-    "linux.resources.hugepageLimits": "cgroup hugetlb limits (not implemented yet)",
-    "linux.resources.network": "cgroup net_cls/net_prio (not implemented yet)",
-    "linux.resources.rdma": "cgroup rdma limits (not implemented yet)",
-    "linux.resources.unified": "cgroup v2 unified values (not implemented yet)",
     "linux.intelRdt": "Intel RDT (not implemented yet)",
     "linux.netDevices": "moving network devices (not implemented yet)",
     "linux.memoryPolicy": "NUMA memory policy (not implemented yet)",

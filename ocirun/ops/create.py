@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 
-from ocirun import log
+from ocirun import log, steps
 from ocirun.errors import ChildDiedError, ConfigError, HookError, NotSupportedError, OciRunError
 from ocirun.state import FIFO, ContainerState, StateStore, rfc3339_nano
 
@@ -114,8 +114,12 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
     pid_file = os.path.abspath(opts.pid_file) if opts.pid_file else None
     if opts.console_socket:
         raise NotSupportedError("--console-socket: terminals are not supported yet")
+    t = steps.begin()
     spec, raw = load_and_check(bundle)
+    steps.end("C1", "load and validate config.json", t)
+    t = steps.begin()
     plan = make_plan(cid, spec, bundle, opts, store.root)
+    steps.end("C2", "plan", t)
     if sys is None:
         from ocirun.syscalls.linux import LinuxSyscalls
         sys = LinuxSyscalls()
@@ -124,6 +128,7 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
     preload(plan)
     try:
         with Rollback() as rb:
+            t = steps.begin()
             handles = open_handles(plan, sys)
             rb.push(handles.close)
             path, lock_fd = store.create_dir(cid)
@@ -136,11 +141,14 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
             finally:
                 os.umask(old)
             handles.fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+            steps.end("C3", "state dir, exec FIFO, namespace and mount fds", t)
+            t = steps.begin()
             mgr = _cgroup(cid, spec, opts.cgroup_root)
             if mgr is not None:
                 mgr.create()
                 rb.push(mgr.destroy)
-                mgr.apply((spec.get("linux") or {}).get("resources"))
+                mgr.apply((spec.get("linux") or {}).get("resources"), sys=sys)
+            steps.end("C4", "cgroup", t)
             st = ContainerState(cid, bundle=bundle, rootfs=plan.rootfs,
                                 created=rfc3339_nano(time.time_ns()), oci_version=plan.oci_version,
                                 annotations=plan.annotations,
@@ -169,12 +177,14 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
                     raise
                 raise ChildDiedError(e.msg + SECCOMP_DIED_HINT) from None
             handles.close()
+            t = steps.begin()
             from ocirun import procfs
             st.pid = init_pid
             st.pid_start = procfs.pid_start_time(init_pid) or 0
             store.save(st)
             if pid_file:
                 write_pid_file(pid_file, init_pid)
+            steps.end("C5", "save state.json", t)
             rb.commit()
     except HookError:
         # runtime.md "Lifecycle": a failing create-time hook stops the

@@ -11,7 +11,7 @@ import _signal
 import os
 
 from ocirun import errors
-from ocirun.state import CREATED, PAUSED, RUNNING, ContainerState, StateStore
+from ocirun.state import ContainerState, StateStore
 
 
 def _signal_names() -> dict[str, int]:
@@ -20,10 +20,11 @@ def _signal_names() -> dict[str, int]:
 
 
 def parse_signal(text: str) -> int:
-    """``9``, ``KILL``, ``SIGKILL``, ``sigkill`` (runc's forms)."""
+    """``9``, ``KILL``, ``SIGKILL``, ``sigkill`` (runc's forms); ``0`` is kill(2)'s
+    liveness probe: nothing is delivered, only existence is checked."""
     if text.isdigit():
         n = int(text)
-        if 0 < n <= 64:
+        if 0 <= n <= 64:
             return n
         raise errors.OciRunError(f"unknown signal {text!r}")
     name = text.upper()
@@ -55,12 +56,17 @@ def kill(store: StateStore, cid: str, sig: int, *, all_processes: bool = False) 
     st = store.load(cid)
     status = st.status()
     if all_processes:
+        # runc 1.1.5 answers 0 on a stopped container: there is nothing left
+        # to signal, which is what --all asked for.
+        if sig == 0:
+            if status.can_kill():
+                signal_init(st, 0)
+            return
         if st.cgroup_paths:
             from ocirun.cgroups import load_manager
             load_manager(st.cgroup_paths).kill_all(sig)
-        elif status in (CREATED, RUNNING, PAUSED):
+        elif status.can_kill():
             signal_init(st, sig)
         return
-    if status not in (CREATED, RUNNING, PAUSED):
-        raise errors.StateError("container not running")
+    status.require("kill", cid)
     signal_init(st, sig)

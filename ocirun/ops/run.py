@@ -4,6 +4,13 @@ In the foreground the runtime stays the init's parent (it is a child
 subreaper since create), forwards the signals it receives to the init, reaps
 orphans re-parented to it, deletes the container (unless ``--keep``) and
 exits with the container's status: the exit code, or 128+signal.
+
+The forwarding handlers go in before ``create`` begins: a signal that
+arrives while the container is being built must neither kill the runtime
+(which would leave a half-made container behind, its init parked forever at
+the exec FIFO) nor be lost.  Until the user's program runs, signals are
+queued; they are delivered once ``start`` has exec'd it (a parked init is
+pid 1 of its namespace without handlers, so the kernel would drop them).
 """
 
 from __future__ import annotations
@@ -11,55 +18,97 @@ from __future__ import annotations
 import _signal
 import os
 
-from ocirun.ops.create import CreateOptions, create
-from ocirun.state import StateStore
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ocirun.ops.create import CreateOptions
+    from ocirun.state import StateStore
+    from ocirun.syscalls.api import Syscalls
 
 FORWARDED = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGALRM",
-             "SIGCONT", "SIGPWR", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGXFSZ")
+             "SIGCONT", "SIGPWR", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGXFSZ", "SIGWINCH")
+
+
+class Forwarder:
+    """Signal handlers that queue until a target pid is known, then forward."""
+
+    __slots__ = ("pending", "pid", "saved")
+
+    def __init__(self) -> None:
+        self.pid = 0
+        self.pending: list[int] = []
+        self.saved: dict[int, object] = {}
+
+    def handle(self, sig: int, _frame: object) -> None:
+        if self.pid:
+            _send(self.pid, sig)
+        else:
+            self.pending.append(sig)
+
+    def install(self) -> None:
+        for name in FORWARDED:
+            sig = getattr(_signal, name, None)
+            if sig is not None:
+                self.saved[sig] = _signal.signal(sig, self.handle)
+
+    def target(self, pid: int) -> None:
+        """Forward from now on, starting with what arrived before."""
+        self.pid = pid
+        while self.pending:
+            _send(pid, self.pending.pop(0))
+
+    def restore(self) -> None:
+        for sig, old in self.saved.items():
+            _signal.signal(sig, old)
+        self.saved.clear()
+
+
+def _send(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
 
 
 def run(store: StateStore, cid: str, opts: CreateOptions, *, detach: bool = False,
-        keep: bool = False) -> int:
+        keep: bool = False, fwd: Forwarder | None = None, sys: Syscalls | None = None) -> int:
+    """``fwd``: handlers the caller installed as early as it could (before the
+    imports this needs), else installed here."""
+    if fwd is None:
+        fwd = Forwarder()
+        fwd.install()
+    from ocirun.ops.create import create
     from ocirun.ops.delete import delete
     from ocirun.ops.start import start
-    st = create(store, cid, opts)
     try:
-        start(store, cid)
-    except BaseException:
-        delete(store, cid, force=True)
-        raise
-    if detach:
-        return 0
-    status = wait_init(st.pid)
+        st = create(store, cid, opts, sys)
+        try:
+            start(store, cid)
+        except BaseException:
+            delete(store, cid, force=True)
+            raise
+        if detach:
+            # A queued signal was meant for the container: deliver it before
+            # leaving it to run on its own.
+            fwd.target(st.pid)
+            return 0
+        fwd.target(st.pid)
+        status = wait_init(st.pid)
+    finally:
+        fwd.restore()
     if not keep:
         delete(store, cid, force=True)
     return status
 
 
 def wait_init(pid: int) -> int:
-    def forward(sig: int, _frame: object) -> None:
+    """Reap children until the init exits; its status as a shell reports it."""
+    while True:
         try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
-    for name in FORWARDED:
-        sig = getattr(_signal, name, None)
-        if sig is not None:
-            _signal.signal(sig, forward)
-    try:
-        while True:
-            try:
-                got, status = os.waitpid(-1, 0)
-            except ChildProcessError:
-                return 255  # cannot happen: the init is our child
-            if got == pid:
-                break
-    finally:
-        for name in FORWARDED:
-            sig = getattr(_signal, name, None)
-            if sig is not None:
-                _signal.signal(sig, _signal.SIG_DFL)
+            got, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 255  # cannot happen: the init is our child
+        if got == pid:
+            break
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.WEXITSTATUS(status)

@@ -14,19 +14,12 @@ from __future__ import annotations
 import os
 import select
 
-from ocirun import errors
-from ocirun.state import CREATED, RUNNING, STOPPED, ContainerState, StateStore
+from ocirun import errors, steps
+from ocirun.state import RUNNING, ContainerState, StateStore
 
 
 def check_startable(st: ContainerState) -> None:
-    status = st.status()
-    if status == CREATED:
-        return
-    if status == STOPPED:
-        raise errors.StateError("cannot start a container that has stopped")
-    if status == RUNNING:
-        raise errors.StateError("cannot start an already running container")
-    raise errors.StateError(f"cannot start a container in the {status} state")
+    st.status().require("start", st.id)
 
 
 def start(store: StateStore, cid: str) -> ContainerState:
@@ -35,8 +28,12 @@ def start(store: StateStore, cid: str) -> ContainerState:
         st = store.load(cid)
         check_startable(st)
         try:
+            t = steps.begin()
             release_init(st)
+            steps.end("R1", "release the init, wait for its execve", t)
+            t = steps.begin()
             run_poststart(st)
+            steps.end("R2", "poststart hooks", t)
         except errors.HookError:
             # a failing startContainer or poststart hook: stop the container,
             # destroy it, run the poststop hooks (lifecycle steps 12-13)

@@ -36,6 +36,20 @@ def report(chan: Channel, e: BaseException, stage: str) -> None:
         pass
 
 
+def _default_signals() -> None:
+    """Python-level handlers of the runtime (``run`` forwards signals) mean
+    nothing in a child: give those signals their default disposition back,
+    so the child reacts to them as a plain process would (exec resets them
+    too, but the init waits for ``start`` before it execs)."""
+    import _signal
+    for sig in range(1, _signal.NSIG):
+        try:
+            if callable(_signal.getsignal(sig)):
+                _signal.signal(sig, _signal.SIG_DFL)
+        except (OSError, ValueError):
+            pass
+
+
 def spawn(fn: Callable[[], None], chan: Channel, close_fds: tuple[int, ...], stage: str,
           sys: Syscalls) -> int:
     """Fork; the child closes ``close_fds`` and runs ``fn``.  Returns the pid."""
@@ -44,6 +58,7 @@ def spawn(fn: Callable[[], None], chan: Channel, close_fds: tuple[int, ...], sta
         return pid
     code = 1
     try:
+        _default_signals()
         for fd in close_fds:
             os.close(fd)
         fn()

@@ -38,6 +38,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 
+from ocirun import steps
 from ocirun.errors import ExecError, SyscallError, oserror_text
 from ocirun.syscalls import api
 
@@ -199,20 +200,44 @@ def prepare_process(p: ProcessPlan, sys: api.Syscalls,
 
     ``hand_over`` sends a seccomp NOTIFY listener fd to the runtime.
     """
+    t = steps.begin()
     join_keyring(p, sys)
+    steps.end("S1", "session keyring", t)
+    t = steps.begin()
     set_personality(p, sys)
+    steps.end("S2", "personality", t)
+    t = steps.begin()
     apply_limits(p)
+    steps.end("S3", "rlimits, oom_score_adj", t)
+    t = steps.begin()
     set_lsm_labels(p)
+    steps.end("S3b", "LSM exec labels", t)
+    t = steps.begin()
     set_no_new_privs(p, sys)
+    steps.end("S4", "no_new_privs", t)
+    t = steps.begin()
     retry = enter_cwd_early(p)
+    steps.end("S5", "cwd (as root)", t)
     if p.seccomp is not None and not p.no_new_privileges:
-        load_seccomp(p, sys, hand_over)                                         # S5b
+        t = steps.begin()
+        load_seccomp(p, sys, hand_over)
+        steps.end("S5b", "seccomp filter (no_new_privs off)", t)
+    t = steps.begin()
     switch_user(p, sys)
+    steps.end("S6", "user and groups", t)
+    t = steps.begin()
     apply_capabilities(p, sys)
+    steps.end("S7", "capabilities", t)
+    t = steps.begin()
     enter_cwd(p, retry)
+    steps.end("S8", "cwd (as the user)", t)
+    t = steps.begin()
     exe = find_executable(p.args, p.env)
+    steps.end("S9", "executable lookup", t)
     if p.seccomp is not None and p.no_new_privileges:
-        load_seccomp(p, sys, hand_over)                                         # S9b
+        t = steps.begin()
+        load_seccomp(p, sys, hand_over)
+        steps.end("S9b", "seccomp filter (no_new_privs on)", t)
     return exe
 
 

@@ -1,8 +1,10 @@
 """The hot path of a real container imports only what it needs (names, not times).
 
-Runs create, start, state, kill and delete of a real busybox container, each
-in a fresh ``python -I -S -X importtime`` (as the launcher runs), and fails
-when a heavy module shows up.  ARCHITECTURE.md "Speed".
+Runs create, start, state, kill and delete of a real busybox container, and a
+foreground run, each in a fresh ``python -I -S -X importtime`` (as the launcher
+runs), and fails when a heavy module shows up, or any of the help, man page and
+completion code (issue 12: help is loaded only when asked for).
+ARCHITECTURE.md "Speed".
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 HEAVY = {"jsonschema", "argparse", "logging", "subprocess", "dataclasses", "typing", "socket",
          "asyncio", "pycparser", "ptrace", "seccomp", "pyseccomp", "fastjsonschema", "json",
          "contextlib", "enum", "re", "signal", "shutil", "pathlib", "tempfile", "selectors"}
+HELP_CODE = {"ocirun.cmdhelp", "ocirun.manpage", "ocirun.completion",
+             "ocirun.ops.check", "ocirun.ops.hostcheck", "ocirun.config.explain"}  # and `check`
 
 
 def _imports(root: str, argv: list[str], cwd: str) -> set[str]:
@@ -46,8 +50,15 @@ def _imports(root: str, argv: list[str], cwd: str) -> set[str]:
     mods = set()
     for line in text.splitlines():
         if line.startswith("import time:") and "|" in line:
-            mods.add(line.rsplit("|", 1)[1].strip().split(".")[0])
+            mods.add(line.rsplit("|", 1)[1].strip())
     return mods
+
+
+def _lean(argv: list[str], mods: set[str]) -> None:
+    heads = {m.split(".")[0] for m in mods}
+    assert "ocirun" in heads
+    assert not (heads & HEAVY), f"{argv[0]}: heavy imports {sorted(heads & HEAVY)}"
+    assert not (mods & HELP_CODE), f"{argv[0]}: help code imported {sorted(mods & HELP_CODE)}"
 
 
 @pytest.fixture
@@ -68,7 +79,20 @@ def test_lifecycle_commands_stay_lean(container: Any, tmp_path: Path) -> None:
     steps = [["create", "--bundle", bdir, cid], ["start", cid], ["state", cid],
              ["kill", cid, "KILL"], ["delete", "--force", cid]]
     for argv in steps:
-        mods = _imports(root, argv, str(tmp_path))
-        assert "ocirun" in mods
-        assert not (mods & HEAVY), f"{argv[0]}: heavy imports {sorted(mods & HEAVY)}"
+        _lean(argv, _imports(root, argv, str(tmp_path)))
     assert not os.path.exists(os.path.join(root, cid))
+
+
+def test_foreground_run_stays_lean(tmp_path: Path) -> None:
+    root = str(tmp_path / "root")
+    b = tmp_path / "bundle"
+    bundle_mod.write_bundle(str(b), args=["true"])
+    cid = f"hotpath-run-{uuid.uuid4().hex[:8]}"
+    try:
+        argv = ["run", "--bundle", str(b), cid]
+        _lean(argv, _imports(root, argv, str(tmp_path)))
+        assert not os.path.exists(os.path.join(root, cid))  # run deleted it
+    finally:
+        subprocess.run([sys.executable, "-m", "ocirun", "--root", root, "delete", "-f", cid],
+                       cwd=str(REPO), capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)

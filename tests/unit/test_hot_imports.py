@@ -37,3 +37,34 @@ def test_hot_commands_stay_lean(argv, tmp_path):
     mods = imported(["--root", str(tmp_path / "root")] + argv, tmp_path)
     assert "ocirun" in mods
     assert not (mods & HEAVY), f"{argv}: heavy imports {sorted(mods & HEAVY)}"
+
+
+# Help, man pages and completion are loaded only when asked for (issue 12): the parser
+# reads the command table, never the modules that render it.
+HELP_CODE = {"ocirun.cmdhelp", "ocirun.manpage", "ocirun.completion",
+             "ocirun.ops.check", "ocirun.ops.hostcheck", "ocirun.config.explain"}  # and `check`
+
+
+def ocirun_modules(argv, tmp_path):
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from ocirun.cli import main; "
+            f"sys.exit(main({argv!r}))")
+    r = subprocess.run([sys.executable, "-I", "-S", "-X", "importtime", "-c", code],
+                       capture_output=True, text=True, cwd=tmp_path)
+    return r.returncode, {line.rsplit("|", 1)[1].strip() for line in r.stderr.splitlines()
+                          if line.startswith("import time:") and "|" in line}
+
+
+@pytest.mark.parametrize("argv", [
+    ["state", "nosuch"], ["run", "--bundle", "/nonexistent", "c1"], ["create", "-b", "/nonexistent", "c1"],
+    ["kill", "nosuch", "KILL"], ["delete", "nosuch"], ["start", "nosuch"], ["list"], ["--version"],
+])
+def test_commands_import_no_help_code(argv, tmp_path):
+    _, mods = ocirun_modules(["--root", str(tmp_path / "root")] + argv, tmp_path)
+    assert "ocirun.cmdtable" in mods and "ocirun.commands" in mods or argv == ["--version"]
+    assert not (mods & HELP_CODE), f"{argv}: imports {sorted(mods & HELP_CODE)}"
+
+
+def test_help_imports_help_code(tmp_path):
+    """The check above is not vacuous: asking for help does load the help module."""
+    rc, mods = ocirun_modules(["state", "--help"], tmp_path)
+    assert rc == 0 and "ocirun.cmdhelp" in mods and "ocirun.commands" not in mods

@@ -35,3 +35,25 @@ def test_line_numbers():
     with pytest.raises(jsonio.JSONError) as ei:
         jsonio.loads('{\n  "a": 1,\n  "b": ]\n}')
     assert ei.value.lineno == 3
+
+
+def test_malformed_json_reports_line_and_column_in_a_fresh_interpreter() -> None:
+    # The C scanner needs json.decoder in sys.modules to raise its error on
+    # Python 3.11; the runtime never imports json, so try it in a clean
+    # interpreter (-I -S, like the launcher) with the object_pairs_hook path.
+    import subprocess
+    import sys
+    code = (
+        "from ocirun import jsonio\n"
+        "for doc in ('{\"a\": [1,2,],}', '{\"a\": 1,}', '{\"a\": [1, 2'):\n"
+        "    try:\n"
+        "        jsonio.loads(doc, pairs_hook=dict)\n"
+        "    except jsonio.JSONError as e:\n"
+        "        print(e.lineno, e.colno, e.msg)\n"
+    )
+    repo = __file__.rsplit("/tests/", 1)[0]
+    out = subprocess.run([sys.executable, "-I", "-S", "-c", f"import sys; sys.path.insert(0, {repo!r})\n" + code],
+                         capture_output=True, text=True, check=True)
+    lines = out.stdout.splitlines()
+    assert len(lines) == 3, out
+    assert all(line.split()[0] == "1" for line in lines)
