@@ -517,15 +517,17 @@ def load(program: SeccompProgram, sys: api.Syscalls) -> int | None:
     return fd if program.notify else None
 
 
-def send_listener(path: str, notify_fd: int, state: dict[str, object], metadata: str) -> None:
+def send_listener(path: str, notify_fd: int, state: dict[str, object], metadata: str, *,
+                  pid: int | None = None) -> None:
     """config-linux.md "The Container Process State": one connection, one JSON
-    document, the listener fd as SCM_RIGHTS with the first bytes; then close."""
+    document, the listener fd as SCM_RIGHTS with the first bytes; then close.
+    ``pid``: the process under the filter, when not the container's (exec)."""
     import _socket
     from sys import byteorder
 
     from ocirun import SPEC_VERSION
     doc: dict[str, object] = {"ociVersion": SPEC_VERSION, "fds": ["seccompFd"],
-                              "pid": state.get("pid"), "state": state}
+                              "pid": state.get("pid") if pid is None else pid, "state": state}
     if metadata:
         doc["metadata"] = metadata
     data = jsonio.dumps(doc).encode()

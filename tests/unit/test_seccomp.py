@@ -551,6 +551,17 @@ def test_send_listener_without_metadata_omits_it(tmp_path: Path) -> None:
         os.close(fd)
 
 
+def test_send_listener_names_an_exec_process(tmp_path: Path) -> None:
+    path = str(tmp_path / "agent.sock")
+    got: dict[str, Any] = {}
+    t = _serve_once(path, got)
+    seccomp.send_listener(path, 0, {"pid": 1, "id": "c", "status": "running"}, "", pid=77)
+    t.join(10)
+    assert got["doc"]["pid"] == 77 and got["doc"]["state"]["pid"] == 1
+    for fd in got["fds"]:
+        os.close(fd)
+
+
 def test_send_listener_failure_is_an_error(tmp_path: Path) -> None:
     path = str(tmp_path / "nobody.sock")
     with pytest.raises(OciRunError) as ei:
