@@ -211,7 +211,7 @@ def prepare_process(p: ProcessPlan, sys: api.Syscalls,
     steps.end("S3", "rlimits, oom_score_adj", t)
     t = steps.begin()
     set_lsm_labels(p)
-    steps.end("S3b", "LSM exec labels", t)
+    steps.end("S3b", "LSM labels", t)
     t = steps.begin()
     set_no_new_privs(p, sys)
     steps.end("S4", "no_new_privs", t)
@@ -220,8 +220,8 @@ def prepare_process(p: ProcessPlan, sys: api.Syscalls,
     steps.end("S5", "cwd (as root)", t)
     if p.seccomp is not None and not p.no_new_privileges:
         t = steps.begin()
-        load_seccomp(p, sys, hand_over)
-        steps.end("S5b", "seccomp filter (no_new_privs off)", t)
+        load_seccomp(p, sys, hand_over)                                         # S5b
+        steps.end("S5b", "seccomp (before the uid change)", t)
     t = steps.begin()
     switch_user(p, sys)
     steps.end("S6", "user and groups", t)
@@ -236,8 +236,8 @@ def prepare_process(p: ProcessPlan, sys: api.Syscalls,
     steps.end("S9", "executable lookup", t)
     if p.seccomp is not None and p.no_new_privileges:
         t = steps.begin()
-        load_seccomp(p, sys, hand_over)
-        steps.end("S9b", "seccomp filter (no_new_privs on)", t)
+        load_seccomp(p, sys, hand_over)                                         # S9b
+        steps.end("S9b", "seccomp (last, under no_new_privs)", t)
     return exe
 
 

@@ -11,7 +11,11 @@ import os
 
 from ocirun.syscalls import api
 from ocirun.syscalls._ffi import NR, ffi, lib
-from ocirun.syscalls.api import KEYCTL_JOIN_SESSION_KEYRING, NS_GET_NSTYPE
+from ocirun.syscalls.api import (
+    KEYCTL_JOIN_SESSION_KEYRING,
+    NS_GET_NSTYPE,
+    SECCOMP_SET_MODE_FILTER,
+)
 
 _CAP_V3 = 0x20080522  # _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set
 
@@ -247,7 +251,7 @@ class LinuxSyscalls:
             # ``buf`` must outlive the call: the kernel copies the program in.
             buf = ffi.from_buffer(bpf)
             prog = ffi.new("struct oci_sock_fprog *", {"len": len(bpf) // 8, "filter": buf})
-        rc = int(lib.syscall(_nr("seccomp"), _l(api.SECCOMP_SET_MODE_FILTER),
+        rc = int(lib.syscall(_nr("seccomp"), _l(SECCOMP_SET_MODE_FILTER),
                              ffi.cast("unsigned int", flags), prog))
         if rc == -1:
             _raise()

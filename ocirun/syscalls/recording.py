@@ -50,7 +50,6 @@ class RecordingSyscalls:
         # raises instead, so a test can assert that no child was ever made.
         self.fork_result: int | None = None
         self.bpf_progs: tuple[int, list[int]] = (0, [])
-
         self.seccomp_result = 0  # what seccomp_set_filter returns (a listener fd)
 
     def _record(self, name: str, *args: object) -> None:
