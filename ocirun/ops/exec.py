@@ -46,14 +46,23 @@ def container_config(st: ContainerState) -> dict[str, Any]:
 
 
 def plan_exec_process(st: ContainerState, cfg: dict[str, Any], proc: dict[str, Any],
-                      opts: ExecOptions, where: str = "process.json") -> ProcessPlan:
+                      opts: ExecOptions, where: str = "process.json",
+                      state_root: str | None = None) -> ProcessPlan:
     from ocirun.process.plan import LaunchOptions, build_process_plan
     if proc.get("terminal"):
         from ocirun.errors import NotSupportedError
         raise NotSupportedError("exec: process.terminal: terminals are not supported yet")
+    seccomp = None
+    profile = (cfg.get("linux") or {}).get("seccomp")
+    if profile is not None:
+        # the container's profile binds every process in it, as with runc
+        # (the program comes from the cache create filled in the state root)
+        from ocirun.seccomp import compile_program
+        seccomp = compile_program(profile, cache_dir=state_root)
     return build_process_plan(
         proc, rootfs=st.rootfs, linux=cfg.get("linux") or {},
-        opts=LaunchOptions(keep_fds=opts.preserve_fds), keyring=f"_ses.{st.id}", where=where)
+        opts=LaunchOptions(keep_fds=opts.preserve_fds), keyring=f"_ses.{st.id}", where=where,
+        seccomp=seccomp)
 
 
 def exec_process(store: StateStore, cid: str, proc: dict[str, Any], opts: ExecOptions,
@@ -68,7 +77,7 @@ def exec_process(store: StateStore, cid: str, proc: dict[str, Any], opts: ExecOp
     st = store.load(cid)
     st.status().require("exec", cid, ignore_paused=opts.ignore_paused)
     cfg = container_config(st)
-    plan = plan_exec_process(st, cfg, proc, opts)
+    plan = plan_exec_process(st, cfg, proc, opts, state_root=store.root)
     if sys is None:
         from ocirun.syscalls.linux import LinuxSyscalls
         sys = LinuxSyscalls()
@@ -86,7 +95,7 @@ def exec_process(store: StateStore, cid: str, proc: dict[str, Any], opts: ExecOp
         if not st.alive():
             raise StateError("cannot exec in a stopped container")
         pid = launch(Launch(TENANT, Entry(fds), lambda chan: run_tenant(plan, chan, sys),
-                            mgr=mgr), rb, sys)
+                            mgr=mgr, on_fds=lambda msg: _take_fds(st, plan, msg)), rb, sys)
         _close_all(fds)
         if opts.pid_file:
             from ocirun.ops.create import write_pid_file
@@ -102,6 +111,27 @@ def exec_process(store: StateStore, cid: str, proc: dict[str, Any], opts: ExecOp
         return wait_init(pid)
     finally:
         fwd.restore()
+
+
+def _take_fds(st: ContainerState, plan: ProcessPlan, msg: dict[str, object]) -> None:
+    """The exec'd process's seccomp listener: to the agent, with the container's
+    state and the process's own pid (config-linux.md "listenerPath")."""
+    fds: list[int] = msg["fds"]  # type: ignore[assignment]
+    try:
+        from ocirun.errors import OciRunError
+        from ocirun.seccomp import SeccompProgram, send_listener
+        prog = plan.seccomp
+        if msg["type"] != "seccomp_listener" or len(fds) != 1 \
+                or not isinstance(prog, SeccompProgram) or not prog.listener_path:
+            raise OciRunError(f"sync protocol: unexpected `{msg['type']}` with {len(fds)} fds")
+        send_listener(prog.listener_path, fds[0], st.hook_state("running", st.pid),
+                      prog.listener_metadata, pid=int(msg["pid"]))  # type: ignore[call-overload]
+    finally:
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def _close_all(fds: list[tuple[int, int]]) -> None:
