@@ -27,6 +27,7 @@ class CreateOptions:
     __slots__ = (
         "bundle",
         "cgroup_root",
+        "console_master",
         "console_socket",
         "no_new_keyring",
         "no_pivot",
@@ -37,8 +38,11 @@ class CreateOptions:
     def __init__(self, bundle: str = ".", pid_file: str | None = None,
                  console_socket: str | None = None, no_pivot: bool = False,
                  no_new_keyring: bool = False, preserve_fds: int = 0,
-                 cgroup_root: str = "/sys/fs/cgroup") -> None:
+                 cgroup_root: str = "/sys/fs/cgroup", console_master: Any = None) -> None:
         self.bundle = bundle
+        # run in the foreground with a terminal: a console.MasterHolder that
+        # keeps the pty master for the runtime's own TtyProxy
+        self.console_master = console_master
         self.pid_file = pid_file
         self.console_socket = console_socket
         self.no_pivot = no_pivot
@@ -104,10 +108,9 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
     validate_id(cid)
     bundle = os.path.abspath(opts.bundle)
     pid_file = os.path.abspath(opts.pid_file) if opts.pid_file else None
-    if opts.console_socket:
-        raise NotSupportedError("--console-socket: terminals are not supported yet")
     spec, raw = load_and_check(bundle)
     plan = make_plan(cid, spec, bundle, opts)
+    console = console_sink(plan.process.terminal, opts)
     if sys is None:
         from ocirun.syscalls.linux import LinuxSyscalls
         sys = LinuxSyscalls()
@@ -118,6 +121,9 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
         with Rollback() as rb:
             handles = open_handles(plan, sys)
             rb.push(handles.close)
+            if console is not None:
+                _connect(console)
+                rb.push(console.close)
             path, lock_fd = store.create_dir(cid)
             rb.push(lambda: store.remove(cid))
             _write_file(os.path.join(path, "config.json"), raw, 0o600)
@@ -152,7 +158,8 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
             entry = Entry(handles.join_fds, plan.ns, plan.time_offsets)
             init_pid = launch(Launch(INIT, entry, lambda chan: run_init(plan, handles, chan, sys),
                                      mgr=mgr, uid_map=plan.uid_map, gid_map=plan.gid_map,
-                                     run_runtime_hooks=runtime_hooks), rb, sys)
+                                     run_runtime_hooks=runtime_hooks,
+                                     on_fds=console.on_fds if console else None), rb, sys)
             handles.close()
             from ocirun import procfs
             st.pid = init_pid
@@ -169,6 +176,23 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
         raise
     os.close(lock_fd)
     return st
+
+
+def console_sink(terminal: bool, opts: CreateOptions) -> Any:
+    """Where the pty master goes: the caller's --console-socket (create and
+    run -d detach, so a terminal needs one), or run's own TtyProxy."""
+    if opts.console_master is not None:
+        return opts.console_master if terminal else None
+    if not terminal and not opts.console_socket:
+        return None
+    from ocirun.console import ConsoleSocket, check_terminal_flags
+    check_terminal_flags(terminal, True, opts.console_socket)
+    return ConsoleSocket(str(opts.console_socket))
+
+
+def _connect(console: Any) -> None:
+    if hasattr(console, "connect"):
+        console.connect()
 
 
 def _run_poststop(plan: ContainerPlan) -> None:

@@ -6,6 +6,11 @@ container's cgroup.  What is left is the shared process step
 (process/setup.py) and execve.  An error before execve reaches the runtime
 over the channel; a successful execve closes the channel (it is
 close-on-exec), which the runtime reads as success.
+
+  T1 close every inherited fd but the channel and the preserved ones;
+  T2 wait for ``cgroup_ready``;
+  T2a with process.terminal: a pty, its master sent as ``console_master``;
+  T3 the process step S1-S9;  T4 execve (S10).
 """
 
 from __future__ import annotations
@@ -28,5 +33,26 @@ def run_tenant(p: ProcessPlan, chan: Channel, sys: Syscalls) -> None:
         os.set_inheritable(fd, True)
     # Nothing of the user's runs before the runtime has put us in the cgroup.
     chan.expect("cgroup_ready")                                                # T2
+    if p.terminal:                                                             # T2a
+        open_terminal(p, chan)
     exe = setup.prepare_process(p, sys)                                        # T3 (S1-S9)
-    setup.exec_process(p, exe)                                                 # T4 (S10)
+    env = None
+    if "LISTEN_PID=1" in p.env:
+        # Socket activation: LISTEN_PID names the process that owns the fds,
+        # and we are not the container's pid 1 (getpid() is our pid in the
+        # container's pid namespace, which we forked into).
+        env = {**p.env_dict(), "LISTEN_PID": str(os.getpid())}
+    setup.exec_process(p, exe, env)                                            # T4 (S10)
+
+
+def open_terminal(p: ProcessPlan, chan: Channel) -> None:
+    """A pty of the container's devpts (setns put us under its root), the
+    master to the runtime, the slave as our controlling terminal in a new
+    session."""
+    from ocirun import console
+    master, slave, _ = console.open_pty(p.console_size)
+    try:
+        chan.send("console_master", fds=[master])
+    finally:
+        os.close(master)
+    console.attach_stdio(slave, p.uid, new_session=True)
