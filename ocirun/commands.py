@@ -72,6 +72,12 @@ def cmd_exec(g: Opts, o: Opts, a: list[str]) -> int:
         fwd.restore()
 
 
+def cmd_features(g: Opts, o: Opts, a: list[str]) -> int:
+    from ocirun.ops.features import features_json
+    os.write(1, features_json().encode())
+    return 0
+
+
 def cmd_state(g: Opts, o: Opts, a: list[str]) -> int:
     from ocirun.ops.query import state_json
     os.write(1, state_json(_store(g), a[0]).encode())
