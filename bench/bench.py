@@ -338,6 +338,30 @@ def as_json(a: Runtime, b: Runtime, pairs: int, list_size: int,
     }
 
 
+def step_table(cmd: list[str], bundle_dir: str, workdir: str) -> str:
+    """One `run /bin/true` with --trace, as a table: where the milliseconds go."""
+    trace = os.path.join(workdir, "steps.jsonl")
+    root = os.path.join(workdir, "steps-root")
+    subprocess.run([*cmd, "--root", root, "--trace", trace, "run", "--bundle", bundle_dir,
+                    "bench-steps"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   check=False)
+    try:
+        with open(trace) as f:
+            recs = [json.loads(line) for line in f if line.strip()]
+    except OSError:
+        return "(no trace written)"
+    if not recs:
+        return "(empty trace)"
+    t0 = min(r["start_ns"] for r in recs)
+    lines = [f"{'at ms':>7} {'process':<12} {'step':<4} {'what':<44} {'ms':>6} {'cpu':>6} "
+             f"{'runq':>6} {'blocked':>7}  kernel", "-" * 110]
+    for r in sorted(recs, key=lambda r: r["start_ns"]):
+        lines.append(f"{(r['start_ns'] - t0) / 1e6:7.2f} {r['proc']:<12} {r['step']:<4} "
+                     f"{r['name'][:44]:<44} {r['dur_ms']:6.2f} {r['cpu_ms']:6.2f} "
+                     f"{r['runq_ms']:6.2f} {r['blocked_ms']:7.2f}  {r['kernel']}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         description="The installed ocirun (a wheel of this checkout in a venv) vs runc, "
@@ -351,6 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runtime-b", default="runc", help="command of runtime B (default: runc)")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the cached wheel venv")
     ap.add_argument("--json", action="store_true", help="print JSON (with every sample)")
+    ap.add_argument("--steps", action="store_true",
+                    help="also print the step table of one traced `run` (ocirun's --trace)")
     opts = ap.parse_args(argv)
     pairs = opts.pairs or (5 if opts.short else 21)
     list_size = opts.list_size if opts.list_size is not None else (20 if opts.short else 100)
@@ -402,6 +428,9 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps(as_json(a, b, pairs, list_size, load), indent=2))
         else:
             print(render(a, b, pairs, list_size, load))
+        if opts.steps and name_a == "ocirun":
+            print()
+            print(step_table(cmd_a, true_bundle, workdir))
         return 0
     except RuntimeFailed as e:
         log(str(e))

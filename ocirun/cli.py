@@ -152,6 +152,14 @@ def main(argv: list[str] | None = None) -> int:
             log.configure(g.opts.get("log"), fmt, bool(g.opts.get("debug")))  # type: ignore[arg-type]
         except OSError as e:
             raise OciRunError(f"open log file `{g.opts.get('log')}`: {e.strerror}") from e
+        trace = g.opts.get("trace") or os.environ.get("OCIRUN_TRACE")
+        if trace or g.opts.get("debug"):
+            from ocirun import steps
+            try:
+                steps.configure(str(trace) if trace else None, bool(g.opts.get("debug")),
+                                log.debug)
+            except OSError as e:
+                raise OciRunError(f"open trace file `{trace}`: {e.strerror}") from e
         if g.opts.get("version"):
             os.write(1, f"ocirun version {__version__}\nspec: {SPEC_VERSION}\n"
                         f"python: {sys.version.split()[0]}\n".encode())

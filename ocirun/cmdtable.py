@@ -58,6 +58,8 @@ GLOBAL_FLAGS: tuple[Flag, ...] = (
     ("debug", "", "bool", "", "", "log debug messages, and print a traceback with an error"),
     ("log", "", "str", "FILE", "", "write log messages to FILE (default: stderr)"),
     ("log-format", "", "str", "text|json", "text", "format of the log messages"),
+    ("trace", "", "str", "FILE", "",
+     "append one JSON line per lifecycle step to FILE (also: OCIRUN_TRACE=FILE)"),
     ("root", "", "str", "DIR", DEFAULT_ROOT,
      "directory for the containers' state, best on a tmpfs"),
     ("criu", "", "str", "PATH", "criu", "criu binary used by checkpoint and restore"),

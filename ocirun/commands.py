@@ -14,6 +14,10 @@ from ocirun.cmdtable import DEFAULT_ROOT
 from ocirun.errors import NotSupportedError, OciRunError, UsageError
 from ocirun.state import StateStore
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ocirun.syscalls.api import Syscalls
+
 Opts = dict[str, object]
 
 
@@ -33,9 +37,16 @@ def _create_options(g: Opts, o: Opts):  # type: ignore[no-untyped-def]
                          preserve_fds=int(o.get("preserve_fds") or 0))  # type: ignore[call-overload]
 
 
+def _syscalls() -> Syscalls:
+    """The real syscall seam; ops and process take it as a parameter, so their
+    tests run them on the recording double instead."""
+    from ocirun.syscalls.linux import LinuxSyscalls
+    return LinuxSyscalls()
+
+
 def cmd_create(g: Opts, o: Opts, a: list[str]) -> int:
     from ocirun.ops.create import create
-    create(_store(g), a[0], _create_options(g, o))
+    create(_store(g), a[0], _create_options(g, o), _syscalls())
     return 0
 
 
@@ -52,7 +63,7 @@ def cmd_run(g: Opts, o: Opts, a: list[str]) -> int:
     fwd = Forwarder()
     fwd.install()
     return run(_store(g), a[0], _create_options(g, o), detach=bool(o.get("detach")),
-               keep=bool(o.get("keep")), fwd=fwd)
+               keep=bool(o.get("keep")), fwd=fwd, sys=_syscalls())
 
 
 def cmd_exec(g: Opts, o: Opts, a: list[str]) -> int:
@@ -64,7 +75,7 @@ def cmd_exec(g: Opts, o: Opts, a: list[str]) -> int:
     try:
         from ocirun.ops.exec import exec_process, exec_request
         proc, opts = exec_request(_store(g), a[0], a[1:], o)
-        return exec_process(_store(g), a[0], proc, opts, fwd=fwd)
+        return exec_process(_store(g), a[0], proc, opts, _syscalls(), fwd=fwd)
     except OciRunError as e:
         e.exit_code = 255
         raise
@@ -114,7 +125,6 @@ def cmd_spec(g: Opts, o: Opts, a: list[str]) -> int:
     from ocirun.ops.spec import write_spec
     write_spec(str(o.get("bundle") or "."), bool(o.get("rootless")))
     return 0
-
 
 
 def cmd_check(g: Opts, o: Opts, a: list[str]) -> int:

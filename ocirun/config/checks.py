@@ -20,6 +20,7 @@ import os
 
 from ocirun.capabilities import KNOWN_CAPABILITIES
 from ocirun.errors import ConfigError
+from ocirun.hooks import HOOK_KINDS
 from ocirun.procfs import NS_LINK_NAMES
 from ocirun.rlimits import RLIMITS
 
@@ -40,8 +41,6 @@ UTS_SYSCTLS = frozenset({"kernel.domainname"})
 TIME_CLOCKS = frozenset({"monotonic", "boottime"})
 PROPAGATIONS = frozenset({"private", "shared", "slave", "unbindable"})
 DEVICE_TYPES = frozenset({"c", "b", "u", "p"})
-HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer",
-              "poststart", "poststop")
 # user_namespaces(7): at most 340 lines per map since Linux 4.15.
 MAX_ID_MAP_LINES = 340
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 
-from ocirun import log
+from ocirun import log, steps
 from ocirun.errors import ConfigError, HookError, NotSupportedError, OciRunError
 from ocirun.state import FIFO, ContainerState, StateStore, rfc3339_nano
 
@@ -108,8 +108,12 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
     validate_id(cid)
     bundle = os.path.abspath(opts.bundle)
     pid_file = os.path.abspath(opts.pid_file) if opts.pid_file else None
+    t = steps.begin()
     spec, raw = load_and_check(bundle)
+    steps.end("C1", "load and validate config.json", t)
+    t = steps.begin()
     plan = make_plan(cid, spec, bundle, opts)
+    steps.end("C2", "plan", t)
     console = console_sink(plan.process.terminal, opts)
     if sys is None:
         from ocirun.syscalls.linux import LinuxSyscalls
@@ -119,6 +123,7 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
     preload(plan)
     try:
         with Rollback() as rb:
+            t = steps.begin()
             handles = open_handles(plan, sys)
             rb.push(handles.close)
             if console is not None:
@@ -134,11 +139,14 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
             finally:
                 os.umask(old)
             handles.fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+            steps.end("C3", "state dir, exec FIFO, namespace and mount fds", t)
+            t = steps.begin()
             mgr = _cgroup(cid, spec, opts.cgroup_root)
             if mgr is not None:
                 mgr.create()
                 rb.push(mgr.destroy)
                 mgr.apply((spec.get("linux") or {}).get("resources"))
+            steps.end("C4", "cgroup", t)
             st = ContainerState(cid, bundle=bundle, rootfs=plan.rootfs,
                                 created=rfc3339_nano(time.time_ns()), oci_version=plan.oci_version,
                                 annotations=plan.annotations,
@@ -161,12 +169,14 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
                                      run_runtime_hooks=runtime_hooks,
                                      on_fds=console.on_fds if console else None), rb, sys)
             handles.close()
+            t = steps.begin()
             from ocirun import procfs
             st.pid = init_pid
             st.pid_start = procfs.pid_start_time(init_pid) or 0
             store.save(st)
             if pid_file:
                 write_pid_file(pid_file, init_pid)
+            steps.end("C5", "save state.json", t)
             rb.commit()
     except HookError:
         # runtime.md "Lifecycle": a failing create-time hook stops the

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import select
 
-from ocirun import errors, log
+from ocirun import errors, log, steps
 from ocirun.state import STOPPED, ContainerState, StateStore
 
 
@@ -100,12 +100,16 @@ def delete(store: StateStore, cid: str, *, force: bool = False) -> None:
                 return
             raise
         status = st.status()
+        t = steps.begin()
         if not status.can_delete():
             if not force:
                 status.require("delete", cid)
             stop_container(st)
+        steps.end("D1", "stop", t)
+        t = steps.begin()
         hooks = st.hooks.get("poststop") or []
         destroy(store, st)
+        steps.end("D2", "destroy: cgroup, state dir", t)
         if hooks:
             run_poststop(st, hooks)
     finally:

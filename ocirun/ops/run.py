@@ -22,6 +22,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ocirun.ops.create import CreateOptions
     from ocirun.state import StateStore
+    from ocirun.syscalls.api import Syscalls
 
 FORWARDED = ("SIGHUP", "SIGINT", "SIGQUIT", "SIGTERM", "SIGUSR1", "SIGUSR2", "SIGALRM",
              "SIGCONT", "SIGPWR", "SIGVTALRM", "SIGPROF", "SIGXCPU", "SIGXFSZ", "SIGWINCH")
@@ -69,7 +70,7 @@ def _send(pid: int, sig: int) -> None:
 
 
 def run(store: StateStore, cid: str, opts: CreateOptions, *, detach: bool = False,
-        keep: bool = False, fwd: Forwarder | None = None) -> int:
+        keep: bool = False, fwd: Forwarder | None = None, sys: Syscalls | None = None) -> int:
     """``fwd``: handlers the caller installed as early as it could (before the
     imports this needs), else installed here."""
     if fwd is None:
@@ -88,7 +89,7 @@ def run(store: StateStore, cid: str, opts: CreateOptions, *, detach: bool = Fals
             raise OciRunError(SOCKET_NO_TTY)
         holder = opts.console_master = MasterHolder()
     try:
-        st = create(store, cid, opts)
+        st = create(store, cid, opts, sys)
         try:
             start(store, cid)
         except BaseException:

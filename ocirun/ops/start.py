@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import select
 
-from ocirun import errors
+from ocirun import errors, steps
 from ocirun.state import RUNNING, ContainerState, StateStore
 
 
@@ -28,8 +28,12 @@ def start(store: StateStore, cid: str) -> ContainerState:
         st = store.load(cid)
         check_startable(st)
         try:
+            t = steps.begin()
             release_init(st)
+            steps.end("R1", "release the init, wait for its execve", t)
+            t = steps.begin()
             run_poststart(st)
+            steps.end("R2", "poststart hooks", t)
         except errors.HookError:
             # a failing startContainer or poststart hook: stop the container,
             # destroy it, run the poststop hooks (lifecycle steps 12-13)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import os
 
+from ocirun import steps
 from ocirun.errors import OciRunError, SyscallError
 from ocirun.process import setup
 from ocirun.syscalls import api
@@ -75,8 +76,17 @@ def close_inherited_fds(keep: set[int]) -> None:                               #
 
 def kept_fds(plan: ContainerPlan, handles: Handles, chan: Channel) -> set[int]:
     keep = {chan.fileno(), handles.fifo_fd, *handles.mount_fds.values(),
-            *range(3, 3 + plan.process.keep_fds)}
+            *range(3, 3 + plan.process.keep_fds), steps.trace_fd()}
     return keep
+
+
+def _monotonic_offset(text: bytes) -> int:
+    """The time namespace's monotonic offset, to put trace times on the host's line."""
+    for line in text.decode().splitlines():
+        clock, secs, nsecs = line.split()
+        if clock == "monotonic":
+            return int(secs) * 1_000_000_000 + int(nsecs)
+    return 0
 
 
 def enter_cgroup(plan: ContainerPlan, chan: Channel, sys: api.Syscalls) -> None:   # N3
@@ -175,6 +185,7 @@ def setup_console(plan: ContainerPlan, chan: Channel, sys: api.Syscalls) -> None
 def wait_for_start(handles: Handles, chan: Channel) -> int:                     # N8
     chan.send("ready")
     chan.close()
+    steps.in_child("init")  # no channel from here on: no --debug lines
     # Reopen our O_PATH handle for writing: blocks until `start` opens the
     # FIFO for reading.  Through /proc because the host path is gone after
     # pivot_root.
@@ -206,14 +217,32 @@ def _fail_start(fifo: int, code: str, errno: int | None, msg: str) -> None:
 
 
 def run_init(plan: ContainerPlan, handles: Handles, chan: Channel, sys: api.Syscalls) -> None:
+    from ocirun.process.intermediate import debug_sink
+    steps.in_child("init", debug_sink(chan), _monotonic_offset(plan.time_offsets))
+    t = steps.begin()
     close_inherited_fds(kept_fds(plan, handles, chan))
     for fd in range(3, 3 + plan.process.keep_fds):
         os.set_inheritable(fd, True)
+    steps.end("N1", "close inherited fds", t)
+    t = steps.begin()
     os.setsid()                                                                 # N2
+    steps.end("N2", "setsid", t)
+    t = steps.begin()
     build_rootfs(plan, handles, chan, sys)
+    steps.end("N3", "rootfs", t)
+    t = steps.begin()
     runtime_hooks(plan, chan)
+    steps.end("N4", "runtime hooks", t)
+    t = steps.begin()
     container_hooks_and_names(plan, sys)
+    steps.end("N5", "createContainer hooks, sysctl, names", t)
+    t = steps.begin()
     switch_root(plan, chan, sys)
+    steps.end("N6", "pivot_root, console, masked and read-only paths", t)
+    t = steps.begin()
     exe = setup.prepare_process(plan.process, sys)                              # N7
+    steps.end("N7", "process step S1-S9", t)
+    t = steps.begin()
     fifo = wait_for_start(handles, chan)
+    steps.end("N8", "ready; wait for start", t)
     start_process(plan, exe, fifo)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 
+from ocirun import steps
 from ocirun.errors import SyscallError
 from ocirun.process import fork
 from ocirun.syscalls import api
@@ -41,11 +42,24 @@ class Entry:
         self.time_offsets = time_offsets
 
 
+def debug_sink(chan: Channel) -> Callable[[str], None] | None:
+    """--debug step lines of a child go to the runtime as ``log`` messages."""
+    if not steps.active():
+        return None
+    return lambda msg: chan.send("log", level="debug", msg=msg)
+
+
 def run_intermediate(entry: Entry, chan: Channel, sys: api.Syscalls,
                      final: Callable[[], None], stage: str) -> None:
+    steps.in_child("intermediate", debug_sink(chan))
+    t = steps.begin()
     sys.prctl(api.PR_SET_DUMPABLE, 0)                                   # I1
+    steps.end("I1", "non-dumpable", t)
+    t = steps.begin()
     from ocirun import namespaces
     namespaces.join(entry.join_fds, sys)                                 # I2
+    steps.end("I2", "join namespaces", t)
+    t = steps.begin()
     ns = entry.ns
     if ns is not None and ns.new_user:                                   # I3
         _unshare(sys, api.CLONE_NEWUSER, "user")
@@ -58,12 +72,17 @@ def run_intermediate(entry: Entry, chan: Channel, sys: api.Syscalls,
             raise SyscallError(f"become root in the new user namespace: {e.strerror} "
                                "(does linux.uidMappings/gidMappings map container id 0?)",
                                errno=e.errno, stage="user_namespace") from e
+    steps.end("I3", "user namespace", t)
+    t = steps.begin()
     if ns is not None and ns.unshare_flags:                              # I4
         _unshare(sys, ns.unshare_flags, "new namespaces")
     if entry.time_offsets:
         _write_time_offsets(entry.time_offsets)
+    steps.end("I4", "new namespaces", t)
+    t = steps.begin()
     pid = fork.spawn(final, chan, (), stage, sys)                        # I5
     chan.send("init_pid", pid=pid)
+    steps.end("I5", "fork the final process", t)
 
 
 def _unshare(sys: api.Syscalls, flags: int, what: str) -> None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 
+from ocirun import steps
 from ocirun.errors import ChildDiedError, OciRunError
 from ocirun.syscalls import api
 
@@ -126,7 +127,10 @@ def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
     from ocirun.process import channel, fork
     from ocirun.process.intermediate import run_intermediate
 
+    t = steps.begin()
     sys.prctl(api.PR_SET_CHILD_SUBREAPER, 1)                                   # P1
+    steps.end("P1", "subreaper", t)
+    t = steps.begin()
     chan, child_chan, parent_fds = channel.pair()
     rb.push(chan.close)
     import gc
@@ -147,10 +151,13 @@ def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
             msg = chan.expect("init_pid")
         pid = int(msg["pid"])  # type: ignore[call-overload]
         rb.push(lambda: kill_and_reap(pid))
+        steps.end("P2", "fork the intermediate, id maps, wait for the pid", t)
+        t = steps.begin()
         os.waitpid(inter, 0)                                                   # P3
         if spec.mgr is not None:
             spec.mgr.add(pid)
         chan.send("cgroup_ready")
+        steps.end("P3", "reap the intermediate, join the cgroup", t)
         if spec.kind == INIT:
             _finish_init(spec, chan, pid)
         else:
@@ -179,17 +186,26 @@ def _expect(spec: Launch, chan: Channel, *types: str) -> dict[str, object]:
 
 
 def _finish_init(spec: Launch, chan: Channel, pid: int) -> None:
+    t = steps.begin()
     msg = _expect(spec, chan, "hooks_request", "ready")
     if msg["type"] == "hooks_request":                                         # P4
+        steps.end("P5", "wait for the init (until hooks_request)", t)
+        t = steps.begin()
         if spec.run_runtime_hooks is not None:
             spec.run_runtime_hooks(pid)
         chan.send("hooks_done")
+        steps.end("P4", "prestart and createRuntime hooks", t)
+        t = steps.begin()
         _expect(spec, chan, "ready")                                           # P5
+    steps.end("P5", "wait for the init's ready", t)
 
 
 def _finish_tenant(spec: Launch, chan: Channel) -> None:
+    t = steps.begin()
     try:
         _expect(spec, chan, "exec_done")
     except ChildDiedError:
-        return  # EOF: the close-on-exec socket closed, i.e. execve succeeded
+        # EOF: the close-on-exec socket closed, i.e. execve succeeded
+        steps.end("P5", "wait for the process's execve", t)
+        return
     raise OciRunError("sync protocol: unexpected `exec_done`")

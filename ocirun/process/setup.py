@@ -31,6 +31,7 @@ from __future__ import annotations
 import errno as _errno
 import os
 
+from ocirun import steps
 from ocirun.errors import ExecError, SyscallError, oserror_text
 from ocirun.syscalls import api
 
@@ -159,15 +160,34 @@ def find_executable(args: tuple[str, ...], env: tuple[str, ...]) -> str:      # 
 
 def prepare_process(p: ProcessPlan, sys: api.Syscalls) -> str:
     """Steps S1-S9; returns the executable's path for :func:`exec_process`."""
+    t = steps.begin()
     join_keyring(p, sys)
+    steps.end("S1", "session keyring", t)
+    t = steps.begin()
     set_personality(p, sys)
+    steps.end("S2", "personality", t)
+    t = steps.begin()
     apply_limits(p)
+    steps.end("S3", "rlimits, oom_score_adj", t)
+    t = steps.begin()
     set_no_new_privs(p, sys)
+    steps.end("S4", "no_new_privs", t)
+    t = steps.begin()
     retry = enter_cwd_early(p)
+    steps.end("S5", "cwd (as root)", t)
+    t = steps.begin()
     switch_user(p, sys)
+    steps.end("S6", "user and groups", t)
+    t = steps.begin()
     apply_capabilities(p, sys)
+    steps.end("S7", "capabilities", t)
+    t = steps.begin()
     enter_cwd(p, retry)
-    return find_executable(p.args, p.env)
+    steps.end("S8", "cwd (as the user)", t)
+    t = steps.begin()
+    exe = find_executable(p.args, p.env)
+    steps.end("S9", "executable lookup", t)
+    return exe
 
 
 # binfmt_script: at most 4 interpreters deep (BINPRM_MAX_RECURSION)

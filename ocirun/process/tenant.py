@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 
+from ocirun import steps
 from ocirun.process import setup
 from ocirun.process.init import close_inherited_fds
 
@@ -28,14 +29,24 @@ if TYPE_CHECKING:
 
 
 def run_tenant(p: ProcessPlan, chan: Channel, sys: Syscalls) -> None:
-    close_inherited_fds({chan.fileno(), *range(3, 3 + p.keep_fds)})            # T1
+    from ocirun.process.intermediate import debug_sink
+    steps.in_child("tenant", debug_sink(chan))
+    t = steps.begin()
+    close_inherited_fds({chan.fileno(), *range(3, 3 + p.keep_fds), steps.trace_fd()})  # T1
     for fd in range(3, 3 + p.keep_fds):
         os.set_inheritable(fd, True)
+    steps.end("T1", "close inherited fds", t)
+    t = steps.begin()
     # Nothing of the user's runs before the runtime has put us in the cgroup.
     chan.expect("cgroup_ready")                                                # T2
+    steps.end("T2", "wait for the cgroup", t)
     if p.terminal:                                                             # T2a
+        t = steps.begin()
         open_terminal(p, chan)
+        steps.end("T2a", "terminal", t)
+    t = steps.begin()
     exe = setup.prepare_process(p, sys)                                        # T3 (S1-S9)
+    steps.end("T3", "process step S1-S9", t)
     env = None
     if "LISTEN_PID=1" in p.env:
         # Socket activation: LISTEN_PID names the process that owns the fds,

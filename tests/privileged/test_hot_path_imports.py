@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 HEAVY = {"jsonschema", "argparse", "logging", "subprocess", "dataclasses", "typing", "socket",
          "asyncio", "pycparser", "ptrace", "seccomp", "pyseccomp", "fastjsonschema", "json",
          "contextlib", "enum", "re", "signal", "shutil", "pathlib", "tempfile", "selectors"}
-HELP_CODE = {"ocirun.cmdhelp", "ocirun.manpage", "ocirun.completion"}
+HELP_CODE = {"ocirun.cmdhelp", "ocirun.manpage", "ocirun.completion",
+             "ocirun.ops.check", "ocirun.ops.hostcheck", "ocirun.config.explain"}  # and `check`
 
 
 def _imports(root: str, argv: list[str], cwd: str) -> set[str]:

@@ -15,7 +15,8 @@ import jsonschema
 import pytest
 
 from ocirun.capabilities import KNOWN_CAPABILITIES
-from ocirun.config.checks import HOOK_KINDS, NOT_YET
+from ocirun.config.checks import NOT_YET
+from ocirun.hooks import HOOK_KINDS
 from ocirun.mount_options import KNOWN_MOUNT_OPTIONS
 from ocirun.namespaces import TYPE_FLAGS
 from ocirun.ops.features import features

@@ -41,7 +41,8 @@ def test_hot_commands_stay_lean(argv, tmp_path):
 
 # Help, man pages and completion are loaded only when asked for (issue 12): the parser
 # reads the command table, never the modules that render it.
-HELP_CODE = {"ocirun.cmdhelp", "ocirun.manpage", "ocirun.completion"}
+HELP_CODE = {"ocirun.cmdhelp", "ocirun.manpage", "ocirun.completion",
+             "ocirun.ops.check", "ocirun.ops.hostcheck", "ocirun.config.explain"}  # and `check`
 
 
 def ocirun_modules(argv, tmp_path):

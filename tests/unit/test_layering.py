@@ -8,7 +8,7 @@ import pytest
 PKG = pathlib.Path(__file__).resolve().parents[2] / "ocirun"
 
 LEVELS = [
-    ("errors", "jsonio", "syscalls", "procfs", "log", "__init__", "cmdtable"),
+    ("errors", "jsonio", "syscalls", "procfs", "log", "__init__", "cmdtable", "steps"),
     ("pathres", "mount_options", "capabilities", "rlimits", "user", "namespaces", "devices",
      "rootfs", "hooks", "seccomp", "console", "features", "trace", "plantypes"),
     ("state", "config", "process", "cgroups"),
