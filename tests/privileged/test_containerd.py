@@ -116,6 +116,19 @@ def oci_image_tar(rootfs: str, workdir: str, name: str) -> str:
 # -- containerd ---------------------------------------------------------------------------
 
 
+README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "README.md")
+README_PATH = "/opt/ocirun/bin/ocirun"  # the launcher path the README's snippets use
+
+
+def readme_block(marker: str) -> str:
+    """The fenced block right after the README comment that names ``marker``."""
+    with open(README) as f:
+        text = f.read()
+    m = re.search(rf"<!-- {re.escape(marker)}[^>]*-->\n```\w+\n(.*?)```", text, re.DOTALL)
+    assert m, f"README.md has no block marked {marker!r}"
+    return m.group(1)
+
+
 CONFIG = """version = 2
 root = "{d}/root"
 state = "{d}/state"
@@ -126,13 +139,8 @@ state = "{d}/state"
 [debug]
   level = "info"
 
-# Registering ocirun for the CRI plugin (Kubernetes: RuntimeClass handler "ocirun"),
-# as README.md shows it.
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.ocirun]
-  runtime_type = "io.containerd.runc.v2"
-[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.ocirun.options]
-  BinaryName = "{ocirun}"
-  Root = "{d}/runc"
+# README.md's block registering ocirun for the CRI plugin, with this launcher's path:
+{readme}
 [plugins."io.containerd.grpc.v1.cri"]
   disable_cgroup = false
   enable_selinux = false
@@ -157,7 +165,8 @@ class Containerd:
     def start(self) -> None:
         cfg = os.path.join(self.dir, "config.toml")
         with open(cfg, "w") as f:
-            f.write(CONFIG.format(d=self.dir, ocirun=self.ocirun))
+            f.write(CONFIG.format(d=self.dir, readme=readme_block(
+                "tests/privileged/test_containerd.py starts").replace(README_PATH, self.ocirun)))
         self.log = open(os.path.join(self.dir, "containerd.log"), "wb")  # noqa: SIM115
         self.proc = subprocess.Popen([str(CONTAINERD), "--config", cfg], stdout=self.log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -268,6 +277,18 @@ def ctd(tmp_path_factory: pytest.TempPathFactory, session_token: str,
 
 
 # -- the tests ------------------------------------------------------------------------------
+
+
+def test_readme_registration(ctd: Containerd) -> None:
+    """containerd started with the README's runtimes section (the CRI plugin
+    loaded it), and the README's RuntimeClass names that section."""
+    plugins = ctd.ctr("plugins", "ls").stdout
+    assert re.search(r"io\.containerd\.grpc\.v1\s+cri\s+.*\bok\b", plugins), plugins
+    toml = readme_block("tests/privileged/test_containerd.py starts")
+    name = re.search(r"containerd\.runtimes\.([\w-]+)\]", toml).group(1)  # type: ignore[union-attr]
+    yaml = readme_block("tests/privileged/test_containerd.py checks")
+    assert re.search(rf"^handler: {name}$", yaml, re.MULTILINE), yaml
+    assert "kind: RuntimeClass" in yaml and "apiVersion: node.k8s.io/v1" in yaml
 
 
 def test_output_and_exit_code(ctd: Containerd) -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import select
 import shutil
 import signal
@@ -33,23 +34,34 @@ pytestmark = pytest.mark.skipif(
     not (PODMAN and shutil.which("conmon")),
     reason="podman and conmon are needed (apt-get install podman)")
 
-CONTAINERS_CONF = """[containers]
+README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "README.md")
+README_PATH = "/opt/ocirun/bin/ocirun"  # the launcher path the README's snippets use
+README_MARK = "<!-- tests/privileged/test_podman.py runs podman with this block -->"
+
+PRIVATE = """[containers]
 netns = "none"
 default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
 
-[engine]
-runtime = "ocirun"
-cgroup_manager = "cgroupfs"
+"""
+PRIVATE_ENGINE = """cgroup_manager = "cgroupfs"
 events_logger = "file"
 events_logfile_path = "{d}/events.log"
 tmp_dir = "{d}/tmp"
 volume_path = "{d}/volumes"
 static_dir = "{d}/static"
-runtime_supports_json = ["crun", "runc", "kata", "runsc", "krun", "ocirun"]
-
-[engine.runtimes]
-ocirun = ["{ocirun}"]
 """
+
+
+def containers_conf(workdir: str, ocirun: str) -> str:
+    """README.md's containers.conf block with this launcher's path, plus the
+    keys that keep the test private (inside its [engine] table)."""
+    with open(README) as f:
+        text = f.read()
+    m = re.search(re.escape(README_MARK) + r"\n```toml\n(.*?)```", text, re.DOTALL)
+    assert m, "README.md lost its containers.conf block"
+    block = m.group(1).replace(README_PATH, ocirun)
+    assert "[engine]\n" in block
+    return PRIVATE + block.replace("[engine]\n", "[engine]\n" + PRIVATE_ENGINE.format(d=workdir), 1)
 
 STORAGE_CONF = """[storage]
 driver = "vfs"
@@ -68,9 +80,10 @@ class Podman:
         self.dir = workdir
         self.ocirun = ocirun
         self.token = token
-        for name, text in (("containers.conf", CONTAINERS_CONF), ("storage.conf", STORAGE_CONF)):
-            with open(os.path.join(workdir, name), "w") as f:
-                f.write(text.format(d=workdir, ocirun=ocirun))
+        with open(os.path.join(workdir, "containers.conf"), "w") as f:
+            f.write(containers_conf(workdir, ocirun))
+        with open(os.path.join(workdir, "storage.conf"), "w") as f:
+            f.write(STORAGE_CONF.format(d=workdir))
         self.env = {**os.environ, "OCITEST": token,
                     "CONTAINERS_CONF": os.path.join(workdir, "containers.conf"),
                     "CONTAINERS_STORAGE_CONF": os.path.join(workdir, "storage.conf")}
@@ -119,6 +132,13 @@ def pm(session_token: str, runtime_cmd: list[str]) -> Iterator[Podman]:
         p("system", "reset", "--force")
         shutil.rmtree(workdir, ignore_errors=True)
         assert not left, f"containers left: {left}"
+
+
+def test_readme_config_is_the_one_in_use(pm: Podman) -> None:
+    # without --runtime, the README's containers.conf picks ocirun
+    r = subprocess.run([str(PODMAN), "info", "--format", "{{.Host.OCIRuntime.Name}}"],
+                       capture_output=True, text=True, env=pm.env, check=False, timeout=60)
+    assert r.stdout.strip() == "ocirun", r
 
 
 def test_run_output_and_exit_codes(pm: Podman) -> None:
