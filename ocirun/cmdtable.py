@@ -123,7 +123,7 @@ COMMANDS: tuple[Command, ...] = (
      "delete a stopped container and everything it holds", (
          ("force", "f", "bool", "", "", "kill the container with SIGKILL first if it still runs"),
      )),
-    ("events", _ID, 1, 1, "", "print a container's OOM events and resource statistics", (
+    ("events", _ID, 1, 1, "ocirun.commands:cmd_events", "print a container's OOM events and resource statistics", (
         ("interval", "", "str", "DURATION", "5s", "time between two statistics reports"),
         ("stats", "", "bool", "", "", "print the statistics once and exit"),
     )),
@@ -155,8 +155,8 @@ COMMANDS: tuple[Command, ...] = (
         _FORMAT,
         ("quiet", "q", "bool", "", "", "print the container IDs only"),
     )),
-    ("pause", _ID, 1, 1, "", "freeze every process of a container", ()),
-    ("ps", f"{_ID} [ps-options...]", 1, -1, "", "show the processes running in a container", (
+    ("pause", _ID, 1, 1, "ocirun.commands:cmd_pause", "freeze every process of a container", ()),
+    ("ps", f"{_ID} [ps-options...]", 1, -1, "ocirun.commands:cmd_ps", "show the processes running in a container", (
         _FORMAT,
     )),
     ("restore", _ID, 1, 1, "", "restore a container from a criu checkpoint", (
@@ -166,7 +166,7 @@ COMMANDS: tuple[Command, ...] = (
         ("lsm-profile", "", "str", "TYPE:NAME", "", "LSM profile to restore the container with"),
         ("lsm-mount-context", "", "str", "CONTEXT", "", "LSM mount context to restore with"),
     )),
-    ("resume", _ID, 1, 1, "", "thaw a paused container", ()),
+    ("resume", _ID, 1, 1, "ocirun.commands:cmd_resume", "thaw a paused container", ()),
     ("run", _ID, 1, 1, "ocirun.commands:cmd_run",
      "create and start a container, wait for it to exit, then delete it", (
          _BUNDLE, _CONSOLE_SOCKET, _DETACH,
@@ -179,13 +179,17 @@ COMMANDS: tuple[Command, ...] = (
     )),
     ("start", _ID, 1, 1, "ocirun.commands:cmd_start", "run the user process of a created container", ()),
     ("state", _ID, 1, 1, "ocirun.commands:cmd_state", "print the state of a container as JSON", ()),
-    ("update", _ID, 1, 1, "", "change the resource limits of a running container", (
+    ("update", _ID, 1, 1, "ocirun.commands:cmd_update", "change the resource limits of a running container", (
         ("resources", "r", "str", "FILE", "",
          "linux.resources JSON to apply, from FILE or - for stdin (other flags are then ignored)"),
         ("blkio-weight", "", "int", "WEIGHT", "", "block IO weight, 10 to 1000"),
         ("cpu-period", "", "str", "USEC", "", "CPU CFS period in microseconds (0: the default)"),
         ("cpu-quota", "", "str", "USEC", "", "CPU CFS quota in microseconds per period"),
         ("cpu-share", "", "str", "SHARES", "", "CPU shares, a weight relative to other containers"),
+        # accepted but hidden: runc 1.1.5 lacks them (cpu-burst and cpu-idle came later)
+        ("cpu-shares", "", "str", "SHARES", "", ""),
+        ("cpu-burst", "", "str", "USEC", "", ""),
+        ("cpu-idle", "", "str", "0|1", "", ""),
         ("cpu-rt-period", "", "str", "USEC", "", "realtime CPU period in microseconds"),
         ("cpu-rt-runtime", "", "str", "USEC", "", "realtime CPU runtime in microseconds per period"),
         ("cpuset-cpus", "", "str", "CPUS", "", "CPUs the container may use (0-3,7)"),

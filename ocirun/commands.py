@@ -140,3 +140,50 @@ def cmd_check(g: Opts, o: Opts, a: list[str]) -> int:
     render = render_json if fmt == "json" else render_text
     os.write(1, render(bundle, config, found).encode())
     return 1 if counts(found)["error"] else 0
+
+
+def cmd_pause(g: Opts, o: Opts, a: list[str]) -> int:
+    from ocirun.ops.freeze import pause
+    pause(_store(g), a[0])
+    return 0
+
+
+def cmd_resume(g: Opts, o: Opts, a: list[str]) -> int:
+    from ocirun.ops.freeze import resume
+    resume(_store(g), a[0])
+    return 0
+
+
+def cmd_ps(g: Opts, o: Opts, a: list[str]) -> int:
+    from ocirun.ops.ps import container_pids, format_json, format_table
+    pids = container_pids(_store(g), a[0])
+    fmt = str(o.get("format") or "table")
+    if fmt == "json":
+        os.write(1, format_json(pids).encode())
+    elif fmt == "table":
+        os.write(1, format_table(pids, a[1:]).encode())
+    else:
+        raise OciRunError("invalid format option")
+    return 0
+
+
+def cmd_events(g: Opts, o: Opts, a: list[str]) -> int:
+    from ocirun.ops import events
+    interval = events.parse_duration(str(o.get("interval") or "5s"))
+    if o.get("stats"):
+        os.write(1, events.stats_line(_store(g), a[0]))
+    else:
+        events.watch(_store(g), a[0], interval)
+    return 0
+
+
+def cmd_update(g: Opts, o: Opts, a: list[str]) -> int:
+    from ocirun.ops import update
+    res = o.get("resources")
+    if res:
+        new = update.read_resources_arg(str(res))
+    else:
+        new = update.from_flags({k.replace("_", "-"): str(v) for k, v in o.items()
+                                 if v is not None and k != "help"})
+    update.update(_store(g), a[0], new)
+    return 0

@@ -5,9 +5,9 @@ mounted hierarchy for a new container; :func:`load_manager` re-opens those
 directories from the dict :meth:`CgroupManager.paths` returned (saved in the
 container state), for ``kill --all``, ``pause``, ``delete`` and friends.
 
-Only the cgroupfs layout is handled: the systemd driver and resource limits
-(``linux.resources``) are refused with :class:`NotSupportedError` until they
-are implemented.  Cgroup ownership (chown for a cgroup namespace) is not done.
+Only the cgroupfs driver is built: the systemd driver is refused with
+:class:`NotSupportedError` (specs/cgroups.md says what it would need).
+Cgroup ownership (chown for a cgroup namespace) is not done.
 """
 
 from __future__ import annotations
@@ -28,6 +28,11 @@ from ocirun.cgroups.paths import RMDIR_TIMEOUT, Hierarchy, check_cgroups_path, r
 from ocirun.cgroups.v1 import Hierarchy1
 from ocirun.cgroups.v2 import Hierarchy2
 from ocirun.errors import CgroupError, NotSupportedError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ocirun.cgroups.oom import OomWatcher
+    from ocirun.syscalls.api import Syscalls
 
 __all__ = ["CREATED_PREFIX", "UNIFIED_KEY", "CgroupManager", "load_manager", "open_manager"]
 
@@ -57,6 +62,10 @@ class CgroupManager:
         try:
             for h in self.hierarchies:
                 h.create()
+            if len(self.hierarchies) == 1 and isinstance(self.hierarchies[0], Hierarchy2):
+                # Pure v2: enable every controller down to the container, as
+                # runc does, so its stats files exist and nested cgroups work.
+                self.hierarchies[0].enable(None, strict=False)
         except BaseException:
             # "as if never attempted" (runtime.md#errors): undo our own mkdirs.
             try:
@@ -70,25 +79,19 @@ class CgroupManager:
         for h in self.hierarchies:
             h.add(pid)
 
-    def apply(self, resources: dict[str, object] | None) -> None:
-        """Write ``linux.resources``: device rules for now, limits are refused.
+    def apply(self, resources: dict[str, object] | None, *, sys: Syscalls | None = None,
+              update: bool = False, prefix: str = "linux.resources") -> None:
+        """Write ``linux.resources`` (``apply.py`` routes each resource to a hierarchy).
 
-        Under v1 the device rules are always written (deny all, the config's
+        Device rules are always written at create (deny all, the config's
         rules, the defaults), as runc does, so a container only reaches the
-        devices it is given even when the config lists no rules.
+        devices it is given even when the config lists no rules; ``update``
+        leaves them alone, like ``runc update``.
         """
-        res = resources or {}
-        for key, value in res.items():
-            if key != "devices" and not _is_empty(value):
-                raise NotSupportedError(f"linux.resources.{key}: cgroup resource limits are "
-                                        "not supported yet")
-        from ocirun.cgroups import devices
-        rules = res.get("devices") or []
-        dev = next((h for h in self.hierarchies if "devices" in h.keys), None)
-        if dev is not None:
-            devices.apply_v1(dev.path, rules)  # type: ignore[arg-type]
-        else:
-            devices.refuse_v2(rules)  # type: ignore[arg-type]
+        from ocirun import log
+        from ocirun.cgroups.apply import apply_resources
+        apply_resources(self.hierarchies, resources, sys=sys, prefix=prefix, update=update,
+                        warn=log.warning)
 
     def destroy(self) -> None:
         """Remove the directories create() made, leaf first; kill nothing.
@@ -179,6 +182,32 @@ class CgroupManager:
             if e.errno != errno.ENOENT:
                 raise
 
+    # --- observation ---
+
+    def stats(self) -> dict[str, object]:
+        """Usage in runc's ``events`` ``data`` shape (``stats.py``)."""
+        from ocirun.cgroups.stats import collect
+        v1: dict[str, str] = {}
+        v2 = None
+        for h in self.hierarchies:
+            if isinstance(h, Hierarchy2):
+                v2 = h.path
+            else:
+                for k in h.keys:
+                    v1[k] = h.path
+        return collect(v1, v2)
+
+    def oom_watcher(self) -> OomWatcher:
+        """An ``oom.OomWatcher`` on the memory controller (v1 when mounted, else v2)."""
+        from ocirun.cgroups import oom
+        for h in self.hierarchies:
+            if h.version == 1 and "memory" in h.keys:
+                return oom.watch_v1(h.path)
+        for h in self.hierarchies:
+            if isinstance(h, Hierarchy2):
+                return oom.watch_v2(h.path)
+        raise CgroupError("no memory controller to watch for OOM events")
+
     # --- freezer ---
 
     def _freezer(self) -> Hierarchy | None:
@@ -209,17 +238,6 @@ class CgroupManager:
     def frozen(self) -> bool:
         """True when any hierarchy reports the cgroup frozen (or freezing)."""
         return any(h.is_frozen() for h in self.hierarchies)
-
-
-def _is_empty(value: object) -> bool:
-    """None, {} or [] all the way down: nothing to set."""
-    if value is None:
-        return True
-    if isinstance(value, dict):
-        return all(_is_empty(v) for v in value.values())
-    if isinstance(value, list):
-        return not value
-    return False
 
 
 def open_manager(cgroups_path: str | None, container_id: str, *, root: str = "/sys/fs/cgroup",

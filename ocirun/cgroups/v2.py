@@ -9,7 +9,11 @@ freezer (``cgroup.freeze``, kernel >= 5.2) and ``cgroup.kill`` (>= 5.14).
 * ``cgroup.kill``: SIGKILL to every process of the subtree in one write, with
   no race against forks (the reason to prefer it over a pid walk).
 
-Resource limits are not written here yet (see ``CgroupManager.apply``).
+* controllers: a v2 cgroup only has the files of the controllers its
+  parent lists in ``cgroup.subtree_control``, so :meth:`Hierarchy2.enable`
+  writes ``+<controller>`` into every ancestor from the mount root down to
+  the leaf's parent (the root cgroup is exempt from the "no internal
+  processes" rule, other ancestors must hold no processes).
 """
 
 from __future__ import annotations
@@ -21,6 +25,15 @@ from ocirun.cgroups.paths import Hierarchy, read_text, write_text
 from ocirun.errors import CgroupError
 
 FREEZE_TIMEOUT = 2.0
+
+
+def _words(path: str) -> frozenset[str]:
+    try:
+        return frozenset(read_text(path).split())
+    except CgroupError as e:
+        if e.errno == errno.ENOENT:
+            return frozenset()
+        raise
 
 
 class Hierarchy2(Hierarchy):
@@ -76,3 +89,57 @@ class Hierarchy2(Hierarchy):
                 return True  # the cgroup is gone, so are its processes
             raise
         return True
+
+    # controllers
+
+    def mount_root(self) -> str:
+        """The hierarchy's mount point (known at create; found by walking up
+        to the last directory with a ``cgroup.controllers`` when re-opened)."""
+        if self.mount is not None:
+            return self.mount.rstrip("/")
+        path = self.path
+        while True:
+            parent = os.path.dirname(path)
+            if parent == path or not os.path.exists(parent + "/cgroup.controllers"):
+                return path
+            path = parent
+
+    def offered(self) -> frozenset[str]:
+        """Controllers the hierarchy has at all (the mount root's cgroup.controllers)."""
+        return _words(self.mount_root() + "/cgroup.controllers")
+
+    def controllers(self) -> frozenset[str]:
+        """Controllers enabled for the container's cgroup."""
+        return _words(self.path + "/cgroup.controllers")
+
+    def enable(self, wanted: frozenset[str] | None, strict: bool = True) -> None:
+        """Enable ``wanted`` (None: every offered controller) down to the leaf.
+
+        With ``strict`` a controller that cannot be enabled raises; otherwise
+        it is left out (used for the enable-everything step at create).
+        """
+        root = self.mount_root()
+        rel = self.path[len(root):].strip("/")
+        parts = rel.split("/")[:-1] if rel else []
+        level = root
+        for name in [None, *parts]:
+            if name is not None:
+                level = level + "/" + name
+            have = _words(level + "/cgroup.controllers")
+            want = have if wanted is None else wanted
+            done = _words(level + "/cgroup.subtree_control")
+            for ctrl in sorted(want - done):
+                if ctrl not in have:
+                    if strict:
+                        raise CgroupError(f"the `{ctrl}` controller is not available in "
+                                          f"`{level}` (it has: {', '.join(sorted(have)) or 'none'})")
+                    continue
+                try:
+                    write_text(level + "/cgroup.subtree_control", "+" + ctrl)
+                except CgroupError as e:
+                    if strict:
+                        hint = (" (that cgroup has processes of its own: cgroup v2 allows "
+                                "controllers only where no process lives)"
+                                if e.errno == errno.EBUSY else "")
+                        raise CgroupError(f"enable the `{ctrl}` controller: {e}{hint}",
+                                          errno=e.errno) from e

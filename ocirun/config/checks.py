@@ -45,23 +45,11 @@ DEVICE_TYPES = frozenset({"c", "b", "u", "p"})
 MAX_ID_MAP_LINES = 340
 
 NOT_YET: dict[str, str] = {
-    # linux.resources.devices is applied (v1 device controller); the limits are not yet.
-    "linux.resources.memory": "cgroup memory limits (not implemented yet)",
-    "linux.resources.cpu": "cgroup cpu limits (not implemented yet)",
-    "linux.resources.pids": "cgroup pids limit (not implemented yet)",
-    "linux.resources.blockIO": "cgroup block I/O limits (not implemented yet)",
-    "linux.resources.hugepageLimits": "cgroup hugetlb limits (not implemented yet)",
-    "linux.resources.network": "cgroup net_cls/net_prio (not implemented yet)",
-    "linux.resources.rdma": "cgroup rdma limits (not implemented yet)",
-    "linux.resources.unified": "cgroup v2 unified values (not implemented yet)",
-    "linux.seccomp": "seccomp (not implemented yet)",
     "linux.intelRdt": "Intel RDT (not implemented yet)",
     "linux.netDevices": "moving network devices (not implemented yet)",
     "linux.memoryPolicy": "NUMA memory policy (not implemented yet)",
     "process.scheduler": "scheduler policy (not implemented yet)",
     "process.ioPriority": "I/O priority (not implemented yet)",
-    "process.apparmorProfile": "AppArmor profile (not implemented yet)",
-    "process.selinuxLabel": "SELinux label (not implemented yet)",
     "mounts[].uidMappings": "id-mapped mounts (not implemented yet)",
     "mounts[].gidMappings": "id-mapped mounts (not implemented yet)",
 }

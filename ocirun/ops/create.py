@@ -12,7 +12,7 @@ import os
 import time
 
 from ocirun import log, steps
-from ocirun.errors import ConfigError, HookError, NotSupportedError, OciRunError
+from ocirun.errors import ChildDiedError, ConfigError, HookError, NotSupportedError, OciRunError
 from ocirun.state import FIFO, ContainerState, StateStore, rfc3339_nano
 
 TYPE_CHECKING = False
@@ -65,11 +65,19 @@ def load_and_check(bundle: str) -> tuple[dict[str, Any], bytes]:
     return spec, raw
 
 
-def make_plan(cid: str, spec: dict[str, Any], bundle: str, opts: CreateOptions) -> ContainerPlan:
+def make_plan(cid: str, spec: dict[str, Any], bundle: str, opts: CreateOptions,
+              state_root: str | None = None) -> ContainerPlan:
     """The container plan: every config-caused error is raised here, before any fork."""
     from ocirun.process.plan import LaunchOptions, build_container_plan
+    seccomp = None
+    cfg = (spec.get("linux") or {}).get("seccomp")
+    if cfg is not None:
+        # compiled with libseccomp, or read back from the cache in the state root
+        from ocirun.seccomp import compile_program
+        seccomp = compile_program(cfg, cache_dir=state_root)
     return build_container_plan(cid, spec, bundle, LaunchOptions(
-        keep_fds=opts.preserve_fds, no_pivot=opts.no_pivot, no_new_keyring=opts.no_new_keyring))
+        keep_fds=opts.preserve_fds, no_pivot=opts.no_pivot, no_new_keyring=opts.no_new_keyring),
+        seccomp=seccomp)
 
 
 def open_handles(plan: ContainerPlan, sys: Syscalls) -> Handles:
@@ -112,7 +120,7 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
     spec, raw = load_and_check(bundle)
     steps.end("C1", "load and validate config.json", t)
     t = steps.begin()
-    plan = make_plan(cid, spec, bundle, opts)
+    plan = make_plan(cid, spec, bundle, opts, store.root)
     steps.end("C2", "plan", t)
     console = console_sink(plan.process.terminal, opts)
     if sys is None:
@@ -145,7 +153,7 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
             if mgr is not None:
                 mgr.create()
                 rb.push(mgr.destroy)
-                mgr.apply((spec.get("linux") or {}).get("resources"))
+                mgr.apply((spec.get("linux") or {}).get("resources"), sys=sys)
             steps.end("C4", "cgroup", t)
             st = ContainerState(cid, bundle=bundle, rootfs=plan.rootfs,
                                 created=rfc3339_nano(time.time_ns()), oci_version=plan.oci_version,
@@ -164,10 +172,17 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
                         run_hooks(plan.hooks[phase], state, phase, cwd=bundle)
 
             entry = Entry(handles.join_fds, plan.ns, plan.time_offsets)
-            init_pid = launch(Launch(INIT, entry, lambda chan: run_init(plan, handles, chan, sys),
-                                     mgr=mgr, uid_map=plan.uid_map, gid_map=plan.gid_map,
-                                     run_runtime_hooks=runtime_hooks,
-                                     on_fds=console.on_fds if console else None), rb, sys)
+            try:
+                init_pid = launch(Launch(INIT, entry,
+                                         lambda chan: run_init(plan, handles, chan, sys),
+                                         mgr=mgr, uid_map=plan.uid_map, gid_map=plan.gid_map,
+                                         run_runtime_hooks=runtime_hooks,
+                                         on_fds=lambda msg: take_fds(plan, msg, console)),
+                                  rb, sys)
+            except ChildDiedError as e:
+                if plan.process.seccomp is None:
+                    raise
+                raise ChildDiedError(e.msg + SECCOMP_DIED_HINT) from None
             handles.close()
             t = steps.begin()
             from ocirun import procfs
@@ -203,6 +218,36 @@ def console_sink(terminal: bool, opts: CreateOptions) -> Any:
 def _connect(console: Any) -> None:
     if hasattr(console, "connect"):
         console.connect()
+
+# The init loads the profile before `ready` and still sends to the runtime,
+# closes fds, opens the exec FIFO and execs after it.
+SECCOMP_DIED_HINT = ("; the seccomp profile (linux.seccomp) is loaded before that point: it must "
+                     "allow what the runtime still does before exec (sendmsg, close, openat, "
+                     "write, execve; signal 31 is SIGSYS, a seccomp kill)")
+
+
+def take_fds(plan: ContainerPlan, msg: dict[str, object], console: Any = None) -> None:
+    """An fd-carrying message from the init (process/parent.py ``on_fds``):
+    the pty master (to the console socket or run's TtyProxy) or the seccomp
+    listener (to the agent)."""
+    if msg["type"] == "console_master" and console is not None:
+        console.on_fds(msg)
+        return
+    fds: list[int] = msg["fds"]  # type: ignore[assignment]
+    try:
+        if msg["type"] != "seccomp_listener" or len(fds) != 1 or plan.process.seccomp is None:
+            raise OciRunError(f"sync protocol: unexpected `{msg['type']}` with {len(fds)} fds")
+        # config-linux.md "listenerPath": the agent gets the listener and the
+        # container process state, before the container's process runs
+        from ocirun.seccomp import SeccompProgram, send_listener
+        prog = plan.process.seccomp
+        assert isinstance(prog, SeccompProgram) and prog.listener_path
+        pid = int(msg["pid"])  # type: ignore[call-overload]
+        send_listener(prog.listener_path, fds[0], plan.hook_state("creating", pid),
+                      prog.listener_metadata)
+    finally:
+        for fd in fds:
+            _close(fd)
 
 
 def _run_poststop(plan: ContainerPlan) -> None:

@@ -52,12 +52,21 @@ def container_config(st: ContainerState) -> dict[str, Any]:
 
 
 def plan_exec_process(st: ContainerState, cfg: dict[str, Any], proc: dict[str, Any],
-                      opts: ExecOptions, where: str = "process.json") -> ProcessPlan:
+                      opts: ExecOptions, where: str = "process.json",
+                      cache_dir: str | None = None) -> ProcessPlan:
+    """The process's plan; it gets the container's seccomp filter (a
+    process.json has no seccomp of its own), compiled or read back from the
+    cache create left under the state root."""
     from ocirun.process.plan import LaunchOptions, build_process_plan
     check_process(proc, where)
+    linux = cfg.get("linux") or {}
+    seccomp = None
+    if linux.get("seccomp") is not None:
+        from ocirun.seccomp import compile_program
+        seccomp = compile_program(linux["seccomp"], cache_dir=cache_dir)
     return build_process_plan(
-        proc, rootfs=st.rootfs, linux=cfg.get("linux") or {},
-        opts=LaunchOptions(keep_fds=opts.preserve_fds), keyring=f"_ses.{st.id}", where=where)
+        proc, rootfs=st.rootfs, linux=linux, opts=LaunchOptions(keep_fds=opts.preserve_fds),
+        keyring=f"_ses.{st.id}", where=where, seccomp=seccomp)
 
 
 def check_process(proc: dict[str, Any], where: str) -> None:
@@ -71,11 +80,6 @@ def check_process(proc: dict[str, Any], where: str) -> None:
     cwd = proc.get("cwd", "/")
     if not isinstance(cwd, str) or not cwd.startswith("/"):
         raise ConfigError(f"{where}: cwd: {cwd!r} is not an absolute path")
-    for key in ("apparmorProfile", "selinuxLabel"):
-        if proc.get(key):
-            from ocirun.errors import NotSupportedError
-            raise NotSupportedError(f"{where}: {key}: Linux security modules are not supported "
-                                    "yet (this host runs none)")
 
 
 def sub_cgroup_paths(paths: dict[str, str], specs: list[str]) -> dict[str, str]:
@@ -119,13 +123,16 @@ def exec_process(store: StateStore, cid: str, proc: dict[str, Any], opts: ExecOp
         check_terminal_flags(terminal, opts.detach, opts.console_socket)
         sink = ConsoleSocket(str(opts.console_socket)) if opts.detach else MasterHolder()
     cfg = container_config(st)
-    plan = plan_exec_process(st, cfg, proc, opts)
+    plan = plan_exec_process(st, cfg, proc, opts, cache_dir=store.root)
     if sys is None:
         from ocirun.syscalls.linux import LinuxSyscalls
         sys = LinuxSyscalls()
-    import ocirun.process.setup  # noqa: F401  (imported before the fork: see init.preload)
+    # what the tenant uses, imported before the fork (see init.preload)
+    import ocirun.process.setup
     import ocirun.rlimits
     import ocirun.user  # noqa: F401
+    if plan.apparmor_profile or plan.selinux_label:
+        import ocirun.lsm  # noqa: F401
     paths = st.cgroup_paths
     if paths and opts.cgroups:
         paths = sub_cgroup_paths(paths, opts.cgroups)
@@ -144,7 +151,7 @@ def exec_process(store: StateStore, cid: str, proc: dict[str, Any], opts: ExecOp
                 sink.connect()
             rb.push(sink.close)
         pid = launch(Launch(TENANT, Entry(fds), lambda chan: run_tenant(plan, chan, sys),
-                            mgr=mgr, on_fds=sink.on_fds if sink else None), rb, sys)
+                            mgr=mgr, on_fds=lambda msg: _take_fds(st, plan, msg, sink)), rb, sys)
         _close_all(fds)
         if opts.pid_file:
             from ocirun.ops.create import write_pid_file
@@ -205,6 +212,30 @@ def exec_request(store: StateStore, cid: str, args: list[str],
         no_new_privs=bool(o.get("no_new_privs")), tty=bool(o.get("tty")),
         apparmor=o.get("apparmor"), process_label=o.get("process_label"))  # type: ignore[arg-type]
     return proc, opts
+
+
+def _take_fds(st: ContainerState, plan: ProcessPlan, msg: dict[str, Any], sink: Any) -> None:
+    """The tenant's fd-carrying messages: the pty master (console socket or
+    our TtyProxy), a seccomp NOTIFY listener (to the container's agent)."""
+    fds: list[int] = msg["fds"]
+    if msg["type"] == "console_master" and sink is not None:
+        sink.on_fds(msg)
+        return
+    try:
+        from ocirun.errors import OciRunError
+        if msg["type"] != "seccomp_listener" or len(fds) != 1 or plan.seccomp is None:
+            raise OciRunError(f"sync protocol: unexpected `{msg['type']}` with {len(fds)} fds")
+        from ocirun.seccomp import SeccompProgram, send_listener
+        prog = plan.seccomp
+        assert isinstance(prog, SeccompProgram) and prog.listener_path
+        send_listener(prog.listener_path, fds[0], st.hook_state("running", int(msg["pid"])),
+                      prog.listener_metadata)
+    finally:
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
 
 def _close_all(fds: list[tuple[int, int]]) -> None:

@@ -67,15 +67,22 @@ class Channel:
                     _close_all(fds)
                     raise errors.from_message(msg)
                 self._pending.append((msg, fds))
-        except (BlockingIOError, ConnectionResetError):
+        except BlockingIOError:
             return
 
     def _recv_raw(self, flags: int = 0) -> tuple[dict[str, object], list[int]] | None:
-        try:
-            data, anc, _mflags, _addr = self.sock.recvmsg(
-                MAX_MESSAGE, _socket.CMSG_SPACE(MAX_FDS * _FD_SIZE),
-                flags | _socket.MSG_CMSG_CLOEXEC)
-        except ConnectionResetError:
+        for _ in range(2):
+            try:
+                data, anc, _mflags, _addr = self.sock.recvmsg(
+                    MAX_MESSAGE, _socket.CMSG_SPACE(MAX_FDS * _FD_SIZE),
+                    flags | _socket.MSG_CMSG_CLOEXEC)
+                break
+            except ConnectionResetError:
+                # The peer died with our last message unread: the kernel
+                # reports ECONNRESET once (and clears it) before the messages
+                # the peer had sent, its error among them.  Read on.
+                continue
+        else:
             return None
         fds: list[int] = []
         for level, kind, blob in anc:

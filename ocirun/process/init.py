@@ -62,6 +62,10 @@ def preload(plan: ContainerPlan) -> None:
         import ocirun.hooks  # noqa: F401
     if plan.process.terminal:
         import ocirun.console  # noqa: F401
+    if plan.process.seccomp is not None:
+        import ocirun.seccomp  # noqa: F401
+    if plan.process.apparmor_profile or plan.process.selinux_label:
+        import ocirun.lsm  # noqa: F401
 
 
 def close_inherited_fds(keep: set[int]) -> None:                               # N1
@@ -182,14 +186,20 @@ def setup_console(plan: ContainerPlan, chan: Channel, sys: api.Syscalls) -> None
     console.attach_stdio(slave, plan.process.uid, new_session=False)
 
 
-def wait_for_start(handles: Handles, chan: Channel) -> int:                     # N8
+def wait_for_start(handles: Handles, chan: Channel, seccomp: bool = False) -> int:  # N8
     chan.send("ready")
     chan.close()
     steps.in_child("init")  # no channel from here on: no --debug lines
     # Reopen our O_PATH handle for writing: blocks until `start` opens the
     # FIFO for reading.  Through /proc because the host path is gone after
     # pivot_root.
-    fd = os.open(f"/proc/self/fd/{handles.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        fd = os.open(f"/proc/self/fd/{handles.fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as e:
+        if seccomp:  # the channel is closed: tell the container's stderr
+            os.write(2, f"ocirun: init: reopen the exec FIFO: {e.strerror} (linux.seccomp is "
+                        "loaded before exec: does the profile allow openat?)\n".encode())
+        raise
     os.close(handles.fifo_fd)
     os.write(fd, b"\0")
     return fd
@@ -240,9 +250,10 @@ def run_init(plan: ContainerPlan, handles: Handles, chan: Channel, sys: api.Sysc
     switch_root(plan, chan, sys)
     steps.end("N6", "pivot_root, console, masked and read-only paths", t)
     t = steps.begin()
-    exe = setup.prepare_process(plan.process, sys)                              # N7
+    exe = setup.prepare_process(                                                # N7
+        plan.process, sys, lambda fd: chan.send("seccomp_listener", fds=(fd,)))
     steps.end("N7", "process step S1-S9", t)
     t = steps.begin()
-    fifo = wait_for_start(handles, chan)
+    fifo = wait_for_start(handles, chan, plan.process.seccomp is not None)
     steps.end("N8", "ready; wait for start", t)
     start_process(plan, exe, fifo)

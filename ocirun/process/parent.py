@@ -161,7 +161,7 @@ def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
         if spec.kind == INIT:
             _finish_init(spec, chan, pid)
         else:
-            _finish_tenant(spec, chan)
+            _finish_tenant(spec, chan, pid)
     except ChildDiedError as e:
         who = pid or inter
         raise ChildDiedError(f"{e.msg} ({describe_exit(who)})") from None
@@ -171,8 +171,9 @@ def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
     return pid
 
 
-def _expect(spec: Launch, chan: Channel, *types: str) -> dict[str, object]:
-    """chan.expect, handing any fd-carrying side message to ``spec.on_fds``."""
+def _expect(spec: Launch, chan: Channel, pid: int, *types: str) -> dict[str, object]:
+    """chan.expect, handing any fd-carrying side message to ``spec.on_fds``
+    (with ``pid``, the sender's host pid, added to it)."""
     side = ("seccomp_listener", "console_master")
     while True:
         msg = chan.expect(*types, *side)
@@ -182,12 +183,13 @@ def _expect(spec: Launch, chan: Channel, *types: str) -> dict[str, object]:
             for fd in msg["fds"]:  # type: ignore[attr-defined]
                 os.close(fd)
             raise OciRunError(f"sync protocol: unexpected `{msg['type']}`")
+        msg["pid"] = pid
         spec.on_fds(msg)
 
 
 def _finish_init(spec: Launch, chan: Channel, pid: int) -> None:
     t = steps.begin()
-    msg = _expect(spec, chan, "hooks_request", "ready")
+    msg = _expect(spec, chan, pid, "hooks_request", "ready")
     if msg["type"] == "hooks_request":                                         # P4
         steps.end("P5", "wait for the init (until hooks_request)", t)
         t = steps.begin()
@@ -196,14 +198,14 @@ def _finish_init(spec: Launch, chan: Channel, pid: int) -> None:
         chan.send("hooks_done")
         steps.end("P4", "prestart and createRuntime hooks", t)
         t = steps.begin()
-        _expect(spec, chan, "ready")                                           # P5
+        _expect(spec, chan, pid, "ready")                                      # P5
     steps.end("P5", "wait for the init's ready", t)
 
 
-def _finish_tenant(spec: Launch, chan: Channel) -> None:
+def _finish_tenant(spec: Launch, chan: Channel, pid: int) -> None:
     t = steps.begin()
     try:
-        _expect(spec, chan, "exec_done")
+        _expect(spec, chan, pid, "exec_done")
     except ChildDiedError:
         # EOF: the close-on-exec socket closed, i.e. execve succeeded
         steps.end("P5", "wait for the process's execve", t)

@@ -117,6 +117,11 @@ def build_process_plan(proc: dict[str, Any], *, rootfs: str, linux: dict[str, An
     pers = linux.get("personality")
     if pers:
         personality = PERSONALITY_DOMAINS[pers["domain"]]
+    apparmor = selinux = None
+    if proc.get("apparmorProfile") or proc.get("selinuxLabel"):  # LSM labels (ocirun/lsm.py)
+        from ocirun.lsm import plan_labels
+        apparmor, selinux = plan_labels(proc.get("apparmorProfile"), proc.get("selinuxLabel"),
+                                        where)
     console = proc.get("consoleSize")
     umask = user.get("umask")
     adj = proc.get("oomScoreAdj")
@@ -127,8 +132,7 @@ def build_process_plan(proc: dict[str, Any], *, rootfs: str, linux: dict[str, An
         umask=None if umask is None else int(umask), caps=caps, rlimits=rlimits,
         oom_score_adj=None if adj is None else int(adj),
         no_new_privileges=bool(proc.get("noNewPrivileges")), personality=personality,
-        apparmor_profile=proc.get("apparmorProfile") or None,
-        selinux_label=proc.get("selinuxLabel") or None, seccomp=seccomp,
+        apparmor_profile=apparmor, selinux_label=selinux, seccomp=seccomp,
         terminal=bool(proc.get("terminal")),
         console_size=(int(console["height"]), int(console["width"])) if console else None,
         keep_fds=keep_fds, keyring=keyring)
@@ -169,7 +173,8 @@ def _check_proc_dest(dest: str, fstype: str, is_bind: bool, where: str) -> None:
 
 
 def build_mounts(mounts: list[dict[str, Any]], bundle: str, *, in_userns: bool,
-                 own_netns: bool) -> tuple[MountPlan, ...]:
+                 own_netns: bool, mount_label: str | None = None) -> tuple[MountPlan, ...]:
+    """``mount_label``: linux.mountLabel, added as ``context=`` (ocirun/lsm.py)."""
     from ocirun.mount_options import parse_mount_options
     out = []
     for i, m in enumerate(mounts):
@@ -195,6 +200,9 @@ def build_mounts(mounts: list[dict[str, Any]], bundle: str, *, in_userns: bool,
         else:
             kind = "fs"
             src = src or fstype
+            if mount_label:
+                from ocirun.lsm import mount_data
+                opts.data = mount_data(opts.data, fstype, mount_label)
         out.append(MountPlan(index=i, destination=dest, fstype=fstype, source=src, options=opts,
                              kind=kind, recursive=opts.rbind or fstype == "rbind"
                              or kind == "host_sysfs",
@@ -241,8 +249,12 @@ def build_container_plan(cid: str, spec: dict[str, Any], bundle: str, opts: Laun
     rootfs = os.path.realpath(os.path.join(bundle, spec["root"]["path"]))
     check_rootfs_dirs(rootfs)
     own_netns = any(n.get("type") == "network" and not n.get("path") for n in namespaces)
+    mount_label = None
+    if linux.get("mountLabel"):
+        from ocirun.lsm import plan_mount_label
+        mount_label = plan_mount_label(linux["mountLabel"])
     mounts = build_mounts(list(spec.get("mounts") or []), bundle, in_userns=ns.in_userns,
-                          own_netns=own_netns)
+                          own_netns=own_netns, mount_label=mount_label)
     try:
         devices = tuple(device_list(spec))
     except OciRunError as e:

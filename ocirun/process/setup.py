@@ -10,14 +10,22 @@ config-linux.md "Personality") in this order, each step a named function:
   S2 set_personality;
   S3 apply_limits: rlimits and oom_score_adj, while still privileged
      (raising a hard limit or lowering the score needs CAP_SYS_RESOURCE);
+  S3b set_lsm_labels: the AppArmor profile and SELinux label the next
+     execve takes on (ocirun/lsm.py), while /proc/self/attr is still ours
+     and before a seccomp filter could forbid the writes;
   S4 set_no_new_privs;
   S5 enter_cwd_early: chdir while still root, so a cwd only root can enter
      still works (runc does the same); EACCES is retried in S8;
+  S5b load_seccomp, when no_new_privs is off: the kernel then wants
+     CAP_SYS_ADMIN, which S7 may drop (runc loads it here too);
   S6 switch_user: groups, gid, then uid (PR_SET_KEEPCAPS keeps permitted);
   S7 apply_capabilities: bounding, capset, ambient;
   S8 enter_cwd: the retry of S5 as the container user, and the cwd check;
   S9 find_executable: argv[0] in the container's PATH, so a missing binary
      fails before the process is reported ready;
+  S9b load_seccomp, when no_new_privs is on: after everything above that a
+     profile may forbid.  A NOTIFY listener is handed to the runtime at once
+     (``hand_over``), before anything else the agent could be asked about;
   S10 exec_process: refuse to exec the runtime's own binary, umask, execve
      (the caller runs what must happen between S9 and S10: the init waits
      for ``start`` and runs startContainer hooks).
@@ -37,12 +45,17 @@ from ocirun.syscalls import api
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ocirun.plantypes import ProcessPlan
 
 
 def join_keyring(p: ProcessPlan, sys: api.Syscalls) -> None:                  # S1
     if p.keyring is None:
         return
+    if p.selinux_label:  # the new keyring gets the process's label (as runc does)
+        from ocirun.lsm import apply_keycreate_label
+        apply_keycreate_label(p.selinux_label)
     try:
         sys.join_session_keyring(p.keyring)
     except OSError as e:
@@ -68,6 +81,12 @@ def apply_limits(p: ProcessPlan) -> None:                                      #
     if p.rlimits:
         apply_rlimits(p.rlimits)
     apply_oom_score_adj(p.oom_score_adj)
+
+
+def set_lsm_labels(p: ProcessPlan) -> None:                                    # S3b
+    if p.apparmor_profile or p.selinux_label:
+        from ocirun.lsm import apply_exec_labels
+        apply_exec_labels(p.apparmor_profile, p.selinux_label)
 
 
 def set_no_new_privs(p: ProcessPlan, sys: api.Syscalls) -> None:              # S4
@@ -97,6 +116,24 @@ def enter_cwd_early(p: ProcessPlan) -> bool:                                   #
 def _cwd_error(cwd: str, e: OSError) -> ExecError:
     return ExecError(f"chdir to cwd ({cwd!r}) set in config.json failed: {oserror_text(e)}",
                      errno=e.errno, stage="cwd")
+
+
+def load_seccomp(p: ProcessPlan, sys: api.Syscalls,
+                 hand_over: Callable[[int], None] | None) -> None:              # S5b/S9b
+    """Install p.seccomp; a NOTIFY listener goes to ``hand_over`` and is closed
+    here: the container keeps no handle on its own listener."""
+    from ocirun.seccomp import SeccompProgram, load
+    assert isinstance(p.seccomp, SeccompProgram)
+    fd = load(p.seccomp, sys)
+    if fd is None:
+        return
+    try:
+        if hand_over is None:
+            raise SyscallError("linux.seccomp: SCMP_ACT_NOTIFY: nobody to hand the listener to",
+                               stage="seccomp")
+        hand_over(fd)
+    finally:
+        os.close(fd)
 
 
 def switch_user(p: ProcessPlan, sys: api.Syscalls) -> None:                   # S6
@@ -158,8 +195,12 @@ def find_executable(args: tuple[str, ...], env: tuple[str, ...]) -> str:      # 
                     errno=_errno.ENOENT, stage="exec")
 
 
-def prepare_process(p: ProcessPlan, sys: api.Syscalls) -> str:
-    """Steps S1-S9; returns the executable's path for :func:`exec_process`."""
+def prepare_process(p: ProcessPlan, sys: api.Syscalls,
+                    hand_over: Callable[[int], None] | None = None) -> str:
+    """Steps S1-S9; returns the executable's path for :func:`exec_process`.
+
+    ``hand_over`` sends a seccomp NOTIFY listener fd to the runtime.
+    """
     t = steps.begin()
     join_keyring(p, sys)
     steps.end("S1", "session keyring", t)
@@ -170,11 +211,18 @@ def prepare_process(p: ProcessPlan, sys: api.Syscalls) -> str:
     apply_limits(p)
     steps.end("S3", "rlimits, oom_score_adj", t)
     t = steps.begin()
+    set_lsm_labels(p)
+    steps.end("S3b", "LSM labels", t)
+    t = steps.begin()
     set_no_new_privs(p, sys)
     steps.end("S4", "no_new_privs", t)
     t = steps.begin()
     retry = enter_cwd_early(p)
     steps.end("S5", "cwd (as root)", t)
+    if p.seccomp is not None and not p.no_new_privileges:
+        t = steps.begin()
+        load_seccomp(p, sys, hand_over)                                         # S5b
+        steps.end("S5b", "seccomp (before the uid change)", t)
     t = steps.begin()
     switch_user(p, sys)
     steps.end("S6", "user and groups", t)
@@ -187,6 +235,10 @@ def prepare_process(p: ProcessPlan, sys: api.Syscalls) -> str:
     t = steps.begin()
     exe = find_executable(p.args, p.env)
     steps.end("S9", "executable lookup", t)
+    if p.seccomp is not None and p.no_new_privileges:
+        t = steps.begin()
+        load_seccomp(p, sys, hand_over)                                         # S9b
+        steps.end("S9b", "seccomp (last, under no_new_privs)", t)
     return exe
 
 
@@ -247,4 +299,6 @@ def exec_process(p: ProcessPlan, exe: str, env: dict[str, str] | None = None) ->
         os.execve(exe, list(p.args), p.env_dict() if env is None else env)
     except OSError as e:
         text = e.strerror.lower() if e.strerror else str(e)
+        if p.seccomp is not None:  # the profile applies to execve too
+            text += " (linux.seccomp is loaded before exec: does the profile allow execve?)"
         raise ExecError(f'exec: "{p.args[0]}": {text}', errno=e.errno, stage="exec") from e

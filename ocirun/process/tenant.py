@@ -45,7 +45,8 @@ def run_tenant(p: ProcessPlan, chan: Channel, sys: Syscalls) -> None:
         open_terminal(p, chan)
         steps.end("T2a", "terminal", t)
     t = steps.begin()
-    exe = setup.prepare_process(p, sys)                                        # T3 (S1-S9)
+    exe = setup.prepare_process(                                               # T3 (S1-S9)
+        p, sys, lambda fd: chan.send("seccomp_listener", fds=(fd,)))
     steps.end("T3", "process step S1-S9", t)
     env = None
     if "LISTEN_PID=1" in p.env:

@@ -63,12 +63,57 @@ struct oci_cap_data {
     uint32_t inheritable;
 };
 
+/* linux/filter.h: a classic BPF program for seccomp(2) */
+struct oci_sock_fprog {
+    unsigned short len;
+    void *filter;
+};
+
 /* linux/mount.h */
 struct mount_attr {
     uint64_t attr_set;
     uint64_t attr_clr;
     uint64_t propagation;
     uint64_t userns_fd;
+};
+
+/* linux/bpf.h: the union bpf_attr members of the commands the cgroup v2
+   device filter uses (BPF_PROG_LOAD, BPF_PROG_ATTACH/DETACH, BPF_PROG_QUERY,
+   BPF_PROG_GET_FD_BY_ID).  The kernel may write past a member (query writes
+   a revision), so callers pass a zeroed buffer of OCI_BPF_ATTR_SIZE bytes. */
+struct oci_bpf_prog_load {
+    uint32_t prog_type;
+    uint32_t insn_cnt;
+    uint64_t insns;
+    uint64_t license;
+    uint32_t log_level;
+    uint32_t log_size;
+    uint64_t log_buf;
+    uint32_t kern_version;
+    uint32_t prog_flags;
+    char prog_name[16];
+    uint32_t prog_ifindex;
+    uint32_t expected_attach_type;
+};
+struct oci_bpf_prog_attach {
+    uint32_t target_fd;
+    uint32_t attach_bpf_fd;
+    uint32_t attach_type;
+    uint32_t attach_flags;
+    uint32_t replace_bpf_fd;
+};
+struct oci_bpf_prog_query {
+    uint32_t target_fd;
+    uint32_t attach_type;
+    uint32_t query_flags;
+    uint32_t attach_flags;
+    uint64_t prog_ids;
+    uint32_t prog_cnt;
+};
+struct oci_bpf_get_fd_by_id {
+    uint32_t id;
+    uint32_t next_id;
+    uint32_t open_flags;
 };
 """
 

@@ -47,6 +47,10 @@ _NR_BY_ARCH: dict[str, dict[str, int]] = {
     "s390x": {"pivot_root": 217, "capget": 184, "capset": 185, "keyctl": 280,
               "mount_setattr": 442, "open_tree": 428, "move_mount": 429},
 }
+# seccomp(2): kept apart from the table above so that additions merge cleanly.
+for _arch, _nr in (("x86_64", 317), ("aarch64", 277), ("riscv64", 277), ("ppc64le", 358),
+                   ("s390x", 348)):
+    _NR_BY_ARCH[_arch]["seccomp"] = _nr
 
 MACHINE = os.uname().machine
 NR: dict[str, int] = _NR_BY_ARCH.get(MACHINE, {})

@@ -103,6 +103,24 @@ KEYCTL_JOIN_SESSION_KEYRING = 1
 # ioctl(2) on namespace fds (linux/nsfs.h)
 NS_GET_NSTYPE = 0xB703
 
+# bpf(2) commands and flags (linux/bpf.h), for the cgroup v2 device filter
+BPF_PROG_LOAD = 5
+BPF_PROG_ATTACH = 8
+BPF_PROG_DETACH = 9
+BPF_PROG_GET_FD_BY_ID = 13
+BPF_PROG_QUERY = 16
+BPF_F_ALLOW_OVERRIDE = 1
+BPF_F_ALLOW_MULTI = 2
+
+# seccomp(2) (linux/seccomp.h)
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_TSYNC = 1
+SECCOMP_FILTER_FLAG_LOG = 2
+SECCOMP_FILTER_FLAG_SPEC_ALLOW = 4
+SECCOMP_FILTER_FLAG_NEW_LISTENER = 8
+SECCOMP_FILTER_FLAG_TSYNC_ESRCH = 16
+SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV = 32
+
 
 class Syscalls(Protocol):
     """Kernel calls the runtime makes that ``os`` does not wrap."""
@@ -152,3 +170,27 @@ class Syscalls(Protocol):
 
     def fork(self) -> int:
         """fork(2), through the seam so that tests can see (and forbid) it."""
+
+    # bpf(2), for the cgroup v2 device filter (cgroups/devices.py)
+
+    def bpf_prog_load(self, prog_type: int, insns: bytes, license: str,
+                      log_size: int = 0) -> int:
+        """BPF_PROG_LOAD: the program fd.  With ``log_size`` the verifier's log
+        is appended to the OSError's message on failure."""
+
+    def bpf_prog_attach(self, target_fd: int, prog_fd: int, attach_type: int,
+                        flags: int) -> None: ...
+
+    def bpf_prog_detach(self, target_fd: int, prog_fd: int, attach_type: int) -> None: ...
+
+    def bpf_prog_query(self, target_fd: int, attach_type: int) -> tuple[int, list[int]]:
+        """BPF_PROG_QUERY: (attach flags, ids of the attached programs)."""
+
+    def bpf_prog_get_fd_by_id(self, prog_id: int) -> int: ...
+
+    def seccomp_set_filter(self, flags: int, bpf: bytes | None) -> int:
+        """``seccomp(SECCOMP_SET_MODE_FILTER, flags, prog)`` with ``bpf`` (an array
+        of 8-byte ``struct sock_filter``).  Returns the notify listener fd when
+        ``flags`` has NEW_LISTENER, else 0.  ``bpf=None`` passes a NULL program:
+        the kernel then fails with EFAULT when it knows ``flags`` and EINVAL when
+        it does not (how libseccomp probes for flags)."""

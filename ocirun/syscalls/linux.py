@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import os
 
+from ocirun.syscalls import api
 from ocirun.syscalls._ffi import NR, ffi, lib
-from ocirun.syscalls.api import KEYCTL_JOIN_SESSION_KEYRING, NS_GET_NSTYPE
+from ocirun.syscalls.api import (
+    KEYCTL_JOIN_SESSION_KEYRING,
+    NS_GET_NSTYPE,
+    SECCOMP_SET_MODE_FILTER,
+)
 
 _CAP_V3 = 0x20080522  # _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set
 
@@ -40,6 +45,29 @@ def _ul(v: int) -> object:
 
 def _l(v: int) -> object:
     return ffi.cast("long", v)
+
+
+# bpf(2) is not wrapped by glibc.
+_NR_BPF = {"x86_64": 321, "aarch64": 280, "riscv64": 280, "ppc64le": 361, "s390x": 351}
+# Larger than union bpf_attr: the kernel may write members past the one we fill.
+_BPF_ATTR_SIZE = 256
+
+
+def _bpf(cmd: int, attr: object) -> int:
+    nr = _NR_BPF.get(os.uname().machine)
+    if nr is None:
+        raise OSError(38, f"bpf: syscall number unknown on {os.uname().machine}")
+    rc = int(lib.syscall(_l(nr), ffi.cast("int", cmd), attr,
+                         ffi.cast("unsigned int", _BPF_ATTR_SIZE)))
+    if rc < 0:
+        _raise()
+    return rc
+
+
+def _bpf_attr(struct: str) -> tuple[object, object]:
+    """(zeroed buffer, the struct view of it); keep the buffer alive."""
+    buf = ffi.new(f"char[{_BPF_ATTR_SIZE}]")
+    return buf, ffi.cast(f"struct {struct} *", buf)
 
 
 class LinuxSyscalls:
@@ -161,3 +189,70 @@ class LinuxSyscalls:
 
     def fork(self) -> int:
         return os.fork()
+
+    def bpf_prog_load(self, prog_type: int, insns: bytes, license: str,
+                      log_size: int = 0) -> int:
+        buf, attr = _bpf_attr("oci_bpf_prog_load")
+        code = ffi.new("char[]", insns)
+        lic = ffi.new("char[]", license.encode())
+        log = ffi.new("char[]", log_size) if log_size else ffi.NULL
+        attr.prog_type = prog_type  # type: ignore[attr-defined]
+        attr.insn_cnt = len(insns) // 8  # type: ignore[attr-defined]
+        attr.insns = int(ffi.cast("uintptr_t", code))  # type: ignore[attr-defined]
+        attr.license = int(ffi.cast("uintptr_t", lic))  # type: ignore[attr-defined]
+        if log_size:
+            attr.log_level = 1  # type: ignore[attr-defined]
+            attr.log_size = log_size  # type: ignore[attr-defined]
+            attr.log_buf = int(ffi.cast("uintptr_t", log))  # type: ignore[attr-defined]
+        try:
+            return _bpf(api.BPF_PROG_LOAD, buf)
+        except OSError as e:
+            if not log_size:
+                raise
+            text = ffi.string(log).decode(errors="replace").strip()
+            raise OSError(e.errno, f"{e.strerror}; verifier: {text[-500:]}") from None
+
+    def bpf_prog_attach(self, target_fd: int, prog_fd: int, attach_type: int,
+                        flags: int) -> None:
+        buf, attr = _bpf_attr("oci_bpf_prog_attach")
+        attr.target_fd = target_fd  # type: ignore[attr-defined]
+        attr.attach_bpf_fd = prog_fd  # type: ignore[attr-defined]
+        attr.attach_type = attach_type  # type: ignore[attr-defined]
+        attr.attach_flags = flags  # type: ignore[attr-defined]
+        _bpf(api.BPF_PROG_ATTACH, buf)
+
+    def bpf_prog_detach(self, target_fd: int, prog_fd: int, attach_type: int) -> None:
+        buf, attr = _bpf_attr("oci_bpf_prog_attach")
+        attr.target_fd = target_fd  # type: ignore[attr-defined]
+        attr.attach_bpf_fd = prog_fd  # type: ignore[attr-defined]
+        attr.attach_type = attach_type  # type: ignore[attr-defined]
+        _bpf(api.BPF_PROG_DETACH, buf)
+
+    def bpf_prog_query(self, target_fd: int, attach_type: int) -> tuple[int, list[int]]:
+        ids = ffi.new("uint32_t[64]")
+        buf, attr = _bpf_attr("oci_bpf_prog_query")
+        attr.target_fd = target_fd  # type: ignore[attr-defined]
+        attr.attach_type = attach_type  # type: ignore[attr-defined]
+        attr.prog_ids = int(ffi.cast("uintptr_t", ids))  # type: ignore[attr-defined]
+        attr.prog_cnt = 64  # type: ignore[attr-defined]
+        _bpf(api.BPF_PROG_QUERY, buf)
+        n = min(int(attr.prog_cnt), 64)  # type: ignore[attr-defined]
+        return int(attr.attach_flags), [int(ids[i]) for i in range(n)]  # type: ignore[attr-defined]
+
+    def bpf_prog_get_fd_by_id(self, prog_id: int) -> int:
+        buf, attr = _bpf_attr("oci_bpf_get_fd_by_id")
+        attr.id = prog_id  # type: ignore[attr-defined]
+        return _bpf(api.BPF_PROG_GET_FD_BY_ID, buf)
+
+    def seccomp_set_filter(self, flags: int, bpf: bytes | None) -> int:
+        if bpf is None:
+            prog = ffi.NULL
+        else:
+            # ``buf`` must outlive the call: the kernel copies the program in.
+            buf = ffi.from_buffer(bpf)
+            prog = ffi.new("struct oci_sock_fprog *", {"len": len(bpf) // 8, "filter": buf})
+        rc = int(lib.syscall(_nr("seccomp"), _l(SECCOMP_SET_MODE_FILTER),
+                             ffi.cast("unsigned int", flags), prog))
+        if rc == -1:
+            _raise()
+        return rc

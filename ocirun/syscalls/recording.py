@@ -34,8 +34,8 @@ class RecordingSyscalls:
     keeps working in a tmp dir.
     """
 
-    __slots__ = ("calls", "caps", "create_nodes", "fail", "fork_result", "nstypes",
-                 "prctl_result")
+    __slots__ = ("bpf_progs", "calls", "caps", "create_nodes", "fail", "fork_result", "nstypes",
+                 "prctl_result", "seccomp_result")
 
     def __init__(self, fail: FailRule | None = None, *,
                  caps: tuple[int, int, int] = ((1 << 41) - 1, (1 << 41) - 1, 0),
@@ -49,6 +49,8 @@ class RecordingSyscalls:
         # fork() records the call, then returns this; None (the default)
         # raises instead, so a test can assert that no child was ever made.
         self.fork_result: int | None = None
+        self.bpf_progs: tuple[int, list[int]] = (0, [])
+        self.seccomp_result = 0  # what seccomp_set_filter returns (a listener fd)
 
     def _record(self, name: str, *args: object) -> None:
         self.calls.append((name, *args))
@@ -140,3 +142,30 @@ class RecordingSyscalls:
         if self.fork_result is None:
             raise AssertionError("RecordingSyscalls.fork: the code under test forked")
         return self.fork_result
+
+    # bpf(2): the fds handed out are real (of /dev/null) so callers can close
+    # them; ``bpf_progs`` is what bpf_prog_query reports as attached (flags, ids).
+
+    def bpf_prog_load(self, prog_type: int, insns: bytes, license: str,
+                      log_size: int = 0) -> int:
+        self._record("bpf_prog_load", prog_type, insns, license, log_size)
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+    def bpf_prog_attach(self, target_fd: int, prog_fd: int, attach_type: int,
+                        flags: int) -> None:
+        self._record("bpf_prog_attach", target_fd, prog_fd, attach_type, flags)
+
+    def bpf_prog_detach(self, target_fd: int, prog_fd: int, attach_type: int) -> None:
+        self._record("bpf_prog_detach", target_fd, prog_fd, attach_type)
+
+    def bpf_prog_query(self, target_fd: int, attach_type: int) -> tuple[int, list[int]]:
+        self._record("bpf_prog_query", target_fd, attach_type)
+        return self.bpf_progs
+
+    def bpf_prog_get_fd_by_id(self, prog_id: int) -> int:
+        self._record("bpf_prog_get_fd_by_id", prog_id)
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+    def seccomp_set_filter(self, flags: int, bpf: bytes | None) -> int:
+        self._record("seccomp_set_filter", flags, bpf)
+        return self.seccomp_result

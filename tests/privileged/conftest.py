@@ -239,7 +239,10 @@ class Lab:
                 pass
         ids = list(dict.fromkeys(self.ids))
         if os.path.isdir(self.root):
-            ids += [d for d in os.listdir(self.root) if d not in ids]
+            # containers are directories; files there are the runtime's own (ocirun's
+            # seccomp@<digest> program cache)
+            ids += [d for d in os.listdir(self.root)
+                    if d not in ids and os.path.isdir(os.path.join(self.root, d))]
         for cid in ids:
             for args in (("kill", cid, "KILL"), ("delete", "--force", cid)):
                 try:

@@ -3,7 +3,7 @@
 import pytest
 
 from ocirun.cgroups import devices
-from ocirun.errors import NotSupportedError
+from ocirun.errors import ConfigError
 
 
 def test_runc_template_rules():
@@ -30,7 +30,12 @@ def test_apply_writes_files(tmp_path):
     assert (tmp_path / "devices.allow").read_text() == "c 10:200 rwm"
 
 
-def test_v2_refuses_rules_but_not_nothing():
-    devices.refuse_v2([])
-    with pytest.raises(NotSupportedError, match="eBPF"):
-        devices.refuse_v2([{"allow": False, "access": "rwm"}])
+@pytest.mark.parametrize("rule,msg", [
+    ({"allow": True, "type": "x"}, r"devices\[0\].type: 'x' is not one of a, b, c"),
+    ({"allow": True, "access": "rwz"}, r"devices\[0\].access: 'rwz' is not a combination"),
+    ({"type": "c"}, r"devices\[0\].allow: required"),
+    ({"allow": True, "type": "c", "major": "1"}, r"devices\[0\].major: '1' is not a device number"),
+])
+def test_bad_rules_name_the_entry(rule, msg):
+    with pytest.raises(ConfigError, match=msg):
+        devices.v1_lines([rule])

@@ -20,6 +20,7 @@ import pytest
 import ocirun.cgroups as cg
 from ocirun.cgroups import detect, paths
 from ocirun.errors import CgroupError, ConfigError, NotSupportedError
+from ocirun.syscalls.recording import RecordingSyscalls
 
 # (directory under root, fstype, super options, /proc/self/cgroup controllers)
 HYBRID = [
@@ -393,15 +394,21 @@ def test_load_manager_refuses(saved: dict[str, str], msg: str) -> None:
 
 @pytest.mark.parametrize("res", [None, {}, {"devices": []}, {"memory": {}, "cpu": None}])
 def test_apply_nothing(hybrid: FakeHost, res: dict[str, object] | None) -> None:
-    hybrid.open(None).apply(res)
+    m = hybrid.open(None)
+    m.create()
+    populate(m)
+    m.apply(res, sys=RecordingSyscalls())
 
 
-@pytest.mark.parametrize("res", [{"pids": {"limit": 0}}, {"memory": {"limit": 1 << 20}},
-                                 {"devices": [{"allow": False, "access": "rwm"}], "cpu": {"shares": 2}}])
-def test_apply_refuses_limits(hybrid: FakeHost, res: dict[str, object]) -> None:
-    with pytest.raises(NotSupportedError,
-                       match=r"linux.resources.(pids|memory|cpu): cgroup resource limits are not supported yet"):
-        hybrid.open(None).apply(res)
+def test_apply_writes_limits(hybrid: FakeHost) -> None:
+    m = hybrid.open(None)
+    m.create()
+    populate(m)
+    Path(m.paths()["memory"], "memory.limit_in_bytes").write_text("max")
+    m.apply({"memory": {"limit": 1 << 20}}, sys=RecordingSyscalls())
+    assert Path(m.paths()["memory"], "memory.limit_in_bytes").read_text() == str(1 << 20)
+    with pytest.raises(CgroupError, match=r"linux.resources.pids: needs the `pids` cgroup controller"):
+        m.apply({"pids": {"limit": 0}}, sys=RecordingSyscalls())
 
 
 # --- freezer / kill ---

@@ -91,3 +91,18 @@ def test_eof_when_every_child_end_is_closed():
     with pytest.raises(errors.ChildDiedError):
         parent.send("cgroup_ready")
     parent.close()
+
+
+def test_a_peer_that_died_with_our_message_unread_still_tells_its_error():
+    # unix sockets report ECONNRESET once when the peer closed with data of
+    # ours unread; the peer's own messages are still queued behind it.
+    parent, child, parent_fds = channel.pair()
+    parent.send("cgroup_ready")  # never read by the child
+    child.send("error", code="syscall", errno=19, msg="mount `nosuchfs`: No such device",
+               stage="mounts")
+    child.close()
+    with pytest.raises(errors.SyscallError, match="No such device"):
+        parent.expect("ready")
+    with pytest.raises(errors.ChildDiedError):
+        parent.expect("ready")
+    parent.close()

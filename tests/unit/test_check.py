@@ -62,8 +62,8 @@ BROKEN = {
         ("$.linux.timeOffsets", "config-linux.md#offset-for-time-namespace")),
     "namespace listed twice": (lambda c: c["linux"]["namespaces"].append({"type": "pid"}),
                                (None, "config-linux.md#namespaces")),
-    "seccomp (not built yet)": (lambda c: c["linux"].update(seccomp={"defaultAction": "SCMP_ACT_ALLOW"}),
-                                ("$.linux.seccomp", "config-linux.md#seccomp")),
+    "seccomp bad action": (lambda c: c["linux"].update(seccomp={"defaultAction": "SCMP_ACT_NOPE"}),
+                           ("$.linux.seccomp.defaultAction", "config-linux.md#seccomp")),
     "bad device type": (lambda c: c["linux"].update(devices=[{"path": "/dev/x", "type": "x"}]),
                         (None, "config-linux.md#devices")),
 }

@@ -224,8 +224,8 @@ def test_handlers_resolve():
 def test_default_root_is_the_ground_floors():
     from ocirun import commands
     assert commands.DEFAULT_ROOT is cmdtable.DEFAULT_ROOT
-    root = next(f for f in cmdtable.GLOBAL_FLAGS if f[0] == "root")
-    assert ("root", "", "str", "DIR", cmdtable.DEFAULT_ROOT) == root[:5]
+    row = next(f for f in cmdtable.GLOBAL_FLAGS if f[0] == "root")
+    assert ("root", "", "str", "DIR", cmdtable.DEFAULT_ROOT) == row[:5]
 
 
 # -- help ------------------------------------------------------------------------------

@@ -8,9 +8,9 @@ import pytest
 PKG = pathlib.Path(__file__).resolve().parents[2] / "ocirun"
 
 LEVELS = [
-    ("errors", "jsonio", "syscalls", "procfs", "log", "__init__", "cmdtable", "steps"),
+    ("errors", "jsonio", "syscalls", "procfs", "log", "steps", "__init__", "cmdtable"),
     ("pathres", "mount_options", "capabilities", "rlimits", "user", "namespaces", "devices",
-     "rootfs", "hooks", "seccomp", "console", "features", "trace", "plantypes"),
+     "rootfs", "hooks", "seccomp", "lsm", "console", "features", "trace", "plantypes"),
     ("state", "config", "process", "cgroups"),
     ("ops",),
     ("commands", "cli", "__main__", "cmdhelp", "manpage", "completion", "check"),
