@@ -130,7 +130,7 @@ def exec_process(store: StateStore, cid: str, proc: dict[str, Any], opts: ExecOp
     # what the tenant uses, imported before the fork (see init.preload)
     import ocirun.process.setup
     import ocirun.rlimits
-    import ocirun.user  # noqa: F401
+    import ocirun.user
     if plan.apparmor_profile or plan.selinux_label:
         import ocirun.lsm  # noqa: F401
     paths = st.cgroup_paths

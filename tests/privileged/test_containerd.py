@@ -139,16 +139,15 @@ state = "{d}/state"
 [debug]
   level = "info"
 
-# README.md's block registering ocirun for the CRI plugin, with this launcher's path:
+# containerd's stock runc runtime (`containerd config default` has it; a runtimes
+# table without the default runtime keeps the CRI plugin from loading) ...
+[plugins."io.containerd.grpc.v1.cri".containerd]
+  default_runtime_name = "runc"
+[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+  runtime_type = "io.containerd.runc.v2"
+
+# ... and README.md's block registering ocirun, with this launcher's path:
 {readme}
-[plugins."io.containerd.grpc.v1.cri"]
-  disable_cgroup = false
-  enable_selinux = false
-  stream_server_address = "127.0.0.1"
-  stream_server_port = "0"
-[plugins."io.containerd.grpc.v1.cri".cni]
-  bin_dir = "{d}/cni/bin"
-  conf_dir = "{d}/cni/conf"
 """
 
 
