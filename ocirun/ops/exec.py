@@ -44,11 +44,27 @@ class ExecOptions:
         self.cgroups = list(cgroups)  # runc's --cgroup [CONTROLLER:]PATH
 
 
+_CONFIGS: dict[str, dict[str, Any]] = {}
+
+
 def container_config(st: ContainerState) -> dict[str, Any]:
-    """The config saved at create (edits to the bundle since do not count)."""
-    from ocirun.config.bundle import parse_config
-    with open(st.config_path, "rb") as f:
-        return parse_config(f.read(), st.config_path)
+    """The config saved at create (edits to the bundle since do not count).
+
+    create validated it before saving it, so a plain parse is enough here:
+    neither the schema nor the strict loader is imported on exec's path."""
+    cfg = _CONFIGS.get(st.config_path)
+    if cfg is None:
+        from ocirun import jsonio
+        try:
+            with open(st.config_path, "rb") as f:
+                cfg = jsonio.loads(f.read())
+        except (OSError, ValueError) as e:
+            raise StateError(f"container {st.id}: read its saved config "
+                             f"`{st.config_path}`: {e}") from e
+        if not isinstance(cfg, dict):
+            raise StateError(f"container {st.id}: saved config `{st.config_path}` is not an object")
+        _CONFIGS[st.config_path] = cfg
+    return cfg
 
 
 def plan_exec_process(st: ContainerState, cfg: dict[str, Any], proc: dict[str, Any],
@@ -192,13 +208,17 @@ def exec_request(store: StateStore, cid: str, args: list[str],
     if path:
         if args:
             log.warning(f"exec: --process given: the command line {args!r} is ignored")
-        from ocirun.config.bundle import parse_config
+        from ocirun import jsonio
         try:
             with open(str(path), "rb") as f:
-                raw = f.read()
+                proc = jsonio.loads(f.read())
         except OSError as e:
             raise ConfigError(f"--process `{path}`: {e.strerror}", errno=e.errno) from e
-        return dict(parse_config(raw, str(path))), opts
+        except ValueError as e:
+            raise ConfigError(f"--process `{path}`: malformed JSON: {e}") from None
+        if not isinstance(proc, dict):
+            raise ConfigError(f"--process `{path}`: expected a JSON object (config.md#process)")
+        return proc, opts
     st = store.load(cid)
     gids = []
     for g in o.get("additional_gids") or ():  # type: ignore[attr-defined]
@@ -253,8 +273,9 @@ def process_from_args(cfg: dict[str, Any], args: list[str], *, cwd: str | None =
                       tty: bool = False, apparmor: str | None = None,
                       process_label: str | None = None) -> dict[str, Any]:
     """runc's exec without --process: the container's process with overrides."""
-    import copy
-    proc: dict[str, Any] = copy.deepcopy(cfg.get("process") or {})
+    # a copy deep enough for the overrides below (copy.deepcopy costs an import)
+    proc: dict[str, Any] = {k: dict(v) if isinstance(v, dict) else list(v) if isinstance(v, list)
+                            else v for k, v in (cfg.get("process") or {}).items()}
     if not args:
         raise ConfigError("exec: no command given (args after the container id, or --process)")
     proc["args"] = list(args)

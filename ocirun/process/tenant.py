@@ -8,7 +8,8 @@ over the channel; a successful execve closes the channel (it is
 close-on-exec), which the runtime reads as success.
 
   T1 close every inherited fd but the channel and the preserved ones;
-  T2 wait for ``cgroup_ready``;
+  T2 wait for ``cgroup_ready`` (after T3 when there is no seccomp filter and
+     no terminal, so the runtime's cgroup writes overlap the process step);
   T2a with process.terminal: a pty, its master sent as ``console_master``;
   T3 the process step S1-S9;  T4 execve (S10).
 """
@@ -36,10 +37,15 @@ def run_tenant(p: ProcessPlan, chan: Channel, sys: Syscalls) -> None:
     for fd in range(3, 3 + p.keep_fds):
         os.set_inheritable(fd, True)
     steps.end("T1", "close inherited fds", t)
-    t = steps.begin()
     # Nothing of the user's runs before the runtime has put us in the cgroup.
-    chan.expect("cgroup_ready")                                                # T2
-    steps.end("T2", "wait for the cgroup", t)
+    # The runtime's writes to cgroup.procs can wait for an RCU grace period
+    # (v1): without a seccomp filter we do the process step meanwhile and
+    # wait only right before execve.  With one, we wait first: the filter
+    # (loaded in S5b/S9b) may forbid receiving on the channel.  With a
+    # terminal too: its master must not reach the runtime before our pid.
+    late = p.seccomp is None and not p.terminal
+    if not late:
+        wait_for_cgroup(chan)                                                  # T2
     if p.terminal:                                                             # T2a
         t = steps.begin()
         open_terminal(p, chan)
@@ -48,6 +54,8 @@ def run_tenant(p: ProcessPlan, chan: Channel, sys: Syscalls) -> None:
     exe = setup.prepare_process(                                               # T3 (S1-S9)
         p, sys, lambda fd: chan.send("seccomp_listener", fds=(fd,)))
     steps.end("T3", "process step S1-S9", t)
+    if late:
+        wait_for_cgroup(chan)                                                  # T2
     env = None
     if "LISTEN_PID=1" in p.env:
         # Socket activation: LISTEN_PID names the process that owns the fds,
@@ -55,6 +63,12 @@ def run_tenant(p: ProcessPlan, chan: Channel, sys: Syscalls) -> None:
         # container's pid namespace, which we forked into).
         env = {**p.env_dict(), "LISTEN_PID": str(os.getpid())}
     setup.exec_process(p, exe, env)                                            # T4 (S10)
+
+
+def wait_for_cgroup(chan: Channel) -> None:                                    # T2
+    t = steps.begin()
+    chan.expect("cgroup_ready")
+    steps.end("T2", "wait for the cgroup", t)
 
 
 def open_terminal(p: ProcessPlan, chan: Channel) -> None:
