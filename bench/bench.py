@@ -15,6 +15,7 @@ A round, wall clock around each runtime process:
   init RssAnon   the waiting init's ``RssAnon`` (``/proc/PID/status``) after that create;
   state          ``state`` of it;
   start          ``start`` of it;
+  exec           ``exec`` of ``/bin/true`` into it, in the foreground (issue 10);
   kill           ``kill ID KILL`` of the running container;
   delete         ``delete`` once it has stopped (waited for through a pidfd);
   create+start+delete  the sum of the three, per round;
@@ -69,6 +70,7 @@ METRICS = [
     ("run", "run /bin/true", "ms"),
     ("create", "create", "ms"),
     ("start", "start", "ms"),
+    ("exec", "exec /bin/true", "ms"),
     ("state", "state", "ms"),
     ("kill", "kill", "ms"),
     ("delete", "delete", "ms"),
@@ -258,6 +260,7 @@ class Runtime:
         pidfd = os.pidfd_open(pid)
         try:
             timed("start", "start", cid)
+            timed("exec", "exec", cid, "/bin/true")
             timed("kill", "kill", cid, "KILL")
             if not select.select([pidfd], [], [], 10)[0]:
                 raise RuntimeFailed(f"{self.name}: {cid} still running 10 s after kill")
