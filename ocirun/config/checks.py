@@ -48,7 +48,6 @@ NOT_YET: dict[str, str] = {
     "linux.intelRdt": "Intel RDT (not implemented yet)",
     "linux.netDevices": "moving network devices (not implemented yet)",
     "linux.memoryPolicy": "NUMA memory policy (not implemented yet)",
-    "process.terminal": "terminal (not implemented yet)",
     "process.scheduler": "scheduler policy (not implemented yet)",
     "process.ioPriority": "I/O priority (not implemented yet)",
     "mounts[].uidMappings": "id-mapped mounts (not implemented yet)",
