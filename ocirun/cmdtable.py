@@ -74,7 +74,7 @@ GLOBAL_FLAGS: tuple[Flag, ...] = (
 _BUNDLE: Flag = ("bundle", "b", "str", "DIR", "",
                  "bundle directory holding config.json (default: the current directory)")
 _CONSOLE_SOCKET: Flag = ("console-socket", "", "str", "PATH", "",
-                         "AF_UNIX socket to receive the pseudoterminal's master fd (not supported yet)")
+                         "AF_UNIX socket to receive the pseudoterminal's master fd")
 _PID_FILE: Flag = ("pid-file", "", "str", "FILE", "", "write the process's host PID to FILE")
 _NO_PIVOT: Flag = ("no-pivot", "", "bool", "", "",
                    "enter the rootfs with MS_MOVE and chroot, not pivot_root (rootfs on a ramdisk)")
@@ -128,7 +128,8 @@ COMMANDS: tuple[Command, ...] = (
         ("interval", "", "str", "DURATION", "5s", "time between two statistics reports"),
         ("stats", "", "bool", "", "", "print the statistics once and exit"),
     )),
-    ("exec", f"{_ID} <command> [args...]", 1, -1, "", "run a new process in a running container", (
+    ("exec", f"{_ID} <command> [args...]", 1, -1, "ocirun.commands:cmd_exec",
+     "run a new process in a running container", (
         _CONSOLE_SOCKET,
         ("cwd", "", "str", "DIR", "", "working directory of the process in the container"),
         ("env", "e", "list", "KEY=VALUE", "", "add an environment variable (repeatable)"),
@@ -204,7 +205,8 @@ COMMANDS: tuple[Command, ...] = (
         ("kernel-memory", "", "str", "BYTES", "", ""),
         ("kernel-memory-tcp", "", "str", "BYTES", "", ""),
     )),
-    ("features", "", 0, 0, "", "print what this runtime supports, as JSON", ()),
+    ("features", "", 0, 0, "ocirun.commands:cmd_features",
+     "print what this runtime supports, as JSON", ()),
     ("help", "[command]", 0, 1, "ocirun.cmdhelp:cmd_help",
      "show the list of commands, or the help of one command", ()),
     ("completion", "bash|zsh|fish", 1, 1, "ocirun.completion:cmd_completion",

@@ -66,6 +66,29 @@ def cmd_run(g: Opts, o: Opts, a: list[str]) -> int:
                keep=bool(o.get("keep")), fwd=fwd, sys=_syscalls())
 
 
+def cmd_exec(g: Opts, o: Opts, a: list[str]) -> int:
+    """runc's exec; any failure of the runtime's own exits 255 (RUNC-CLI.md §3),
+    so callers can tell it from the process's status."""
+    from ocirun.ops.run import Forwarder
+    fwd = Forwarder()
+    fwd.install()  # a signal during set-up is queued for the process, never lost
+    try:
+        from ocirun.ops.exec import exec_process, exec_request
+        proc, opts = exec_request(_store(g), a[0], a[1:], o)
+        return exec_process(_store(g), a[0], proc, opts, _syscalls(), fwd=fwd)
+    except OciRunError as e:
+        e.exit_code = 255
+        raise
+    finally:
+        fwd.restore()
+
+
+def cmd_features(g: Opts, o: Opts, a: list[str]) -> int:
+    from ocirun.ops.features import features_json
+    os.write(1, features_json().encode())
+    return 0
+
+
 def cmd_state(g: Opts, o: Opts, a: list[str]) -> int:
     from ocirun.ops.query import state_json
     os.write(1, state_json(_store(g), a[0]).encode())

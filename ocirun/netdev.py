@@ -125,7 +125,7 @@ def _fail(what: str, e: Exception) -> OciRunError:
 
 def _ipr_in(ns_fd: int, sys: Syscalls) -> Any:
     """An IPRoute whose socket lives in network namespace ``ns_fd``."""
-    from pyroute2 import IPRoute  # type: ignore[import-untyped]
+    from pyroute2 import IPRoute
     here = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
         sys.setns(ns_fd, CLONE_NEWNET)
@@ -173,7 +173,7 @@ class Mover:
         self.target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self.here_fd = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         from pyroute2 import IPRoute
-        from pyroute2.netlink.exceptions import NetlinkError  # type: ignore[import-untyped]
+        from pyroute2.netlink.exceptions import NetlinkError
         self.errors: tuple[type[Exception], ...] = (OSError, NetlinkError)
         self.here: Any = None
         self.there: Any = None

@@ -67,7 +67,9 @@ def t_sched_fifo(ctx):
 @conformance_test("sched-invalid-error", "config.md#linux-process", "MUST",
                   "a scheduler the kernel cannot apply (nice 40) is an error (runtime.md#errors)")
 def t_sched_bad(ctx):
-    ctx.expect_create_error(setp(scheduler={"policy": "SCHED_OTHER", "nice": 40}), "nice 40")
+    ctx.expect_create_error(setp(scheduler={"policy": "SCHED_OTHER", "nice": 40}), "nice 40",
+                            control=setp(scheduler={"policy": "SCHED_OTHER", "nice": 5}),
+                            control_what="nice 5")
 
 
 # --- process.ioPriority -------------------------------------------------------
@@ -138,7 +140,9 @@ def t_mpol2(ctx):
                   "MPOL_DEFAULT with nodes (set_mempolicy refuses it) is an error")
 def t_mpol_bad(ctx):
     ctx.expect_create_error(lambda c: c["linux"].update(
-        memoryPolicy={"mode": "MPOL_DEFAULT", "nodes": "0"}), "MPOL_DEFAULT with nodes")
+        memoryPolicy={"mode": "MPOL_DEFAULT", "nodes": "0"}), "MPOL_DEFAULT with nodes",
+        control=lambda c: c["linux"].update(memoryPolicy={"mode": "MPOL_DEFAULT"}),
+        control_what="MPOL_DEFAULT without nodes")
 
 
 # --- linux.netDevices ---------------------------------------------------------
@@ -189,8 +193,10 @@ def t_netdev(ctx):
 @conformance_test("netdev-missing-error", "config-linux.md#network-devices", "MUST",
                   "a device that cannot be moved (there is none of that name) is an error")
 def t_netdev_missing(ctx):
+    # control: the base config (a valid netDevices entry needs a host device;
+    # netdev-moved-renamed is the positive test)
     ctx.expect_create_error(lambda c: c["linux"].update(netDevices={"nosuchdev0": {}}),
-                            "a missing network device")
+                            "a missing network device", control=None)
 
 
 # --- linux.intelRdt -----------------------------------------------------------
@@ -211,7 +217,7 @@ def t_rdt_none(ctx):
     if _resctrl():
         raise Skip("host has resctrl mounted (this test is for hosts without it)")
     ctx.expect_create_error(lambda c: c["linux"].update(intelRdt={"closID": "conf"}),
-                            "intelRdt without resctrl")
+                            "intelRdt without resctrl", control=None)
 
 
 @conformance_test("intelrdt-closid-tasks", "config-linux.md#intelrdt", "MUST",
@@ -259,9 +265,12 @@ def t_idmap(ctx):
                   "idmap with no mount mappings and no user namespace is an error")
 def t_idmap_bad(ctx):
     src = _owned_dir(ctx)
+    maps = [{"containerID": 0, "hostID": 3000, "size": 1}]
     ctx.expect_create_error(lambda c: c["mounts"].append(
         {"destination": "/data", "type": "bind", "source": src, "options": ["bind", "idmap"]}),
-        "idmap without any mapping")
+        "idmap without any mapping", control=lambda c: c["mounts"].append(
+            {"destination": "/data", "type": "bind", "source": src, "options": ["bind", "idmap"],
+             "uidMappings": maps, "gidMappings": maps}), control_what="idmap with mappings")
 
 
 # --- checkpoint / restore (runc's CLI; CRIU) -----------------------------------

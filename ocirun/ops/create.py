@@ -28,6 +28,7 @@ class CreateOptions:
     __slots__ = (
         "bundle",
         "cgroup_root",
+        "console_master",
         "console_socket",
         "no_new_keyring",
         "no_pivot",
@@ -38,8 +39,11 @@ class CreateOptions:
     def __init__(self, bundle: str = ".", pid_file: str | None = None,
                  console_socket: str | None = None, no_pivot: bool = False,
                  no_new_keyring: bool = False, preserve_fds: int = 0,
-                 cgroup_root: str = "/sys/fs/cgroup") -> None:
+                 cgroup_root: str = "/sys/fs/cgroup", console_master: Any = None) -> None:
         self.bundle = bundle
+        # run in the foreground with a terminal: a console.MasterHolder that
+        # keeps the pty master for the runtime's own TtyProxy
+        self.console_master = console_master
         self.pid_file = pid_file
         self.console_socket = console_socket
         self.no_pivot = no_pivot
@@ -122,8 +126,6 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
     validate_id(cid)
     bundle = os.path.abspath(opts.bundle)
     pid_file = os.path.abspath(opts.pid_file) if opts.pid_file else None
-    if opts.console_socket:
-        raise NotSupportedError("--console-socket: terminals are not supported yet")
     t = steps.begin()
     spec, raw = load_and_check(bundle)
     steps.end("C1", "load and validate config.json", t)
@@ -131,6 +133,7 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
     plan = make_plan(cid, spec, bundle, opts, store.root)
     host = plan_host_side(cid, spec)
     steps.end("C2", "plan", t)
+    console = console_sink(plan.process.terminal, opts)
     if sys is None:
         from ocirun.syscalls.linux import LinuxSyscalls
         sys = LinuxSyscalls()
@@ -142,6 +145,9 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
             t = steps.begin()
             handles = open_handles(plan, sys)
             rb.push(handles.close)
+            if console is not None:
+                _connect(console)
+                rb.push(console.close)
             path, lock_fd = store.create_dir(cid)
             rb.push(lambda: store.remove(cid))
             _write_file(os.path.join(path, "config.json"), raw, 0o600)
@@ -184,7 +190,7 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
                                          lambda chan: run_init(plan, handles, chan, sys),
                                          mgr=mgr, uid_map=plan.uid_map, gid_map=plan.gid_map,
                                          run_runtime_hooks=runtime_hooks,
-                                         on_fds=lambda msg: take_fds(plan, msg),
+                                         on_fds=lambda msg: take_fds(plan, msg, console),
                                          on_pid=None if host is None else
                                          lambda pid: host.on_pid(pid, rb, sys)), rb, sys)
             except ChildDiedError as e:
@@ -213,6 +219,21 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
     return st
 
 
+def console_sink(terminal: bool, opts: CreateOptions) -> Any:
+    """Where the pty master goes: the caller's --console-socket (create and
+    run -d detach, so a terminal needs one), or run's own TtyProxy."""
+    if opts.console_master is not None:
+        return opts.console_master if terminal else None
+    if not terminal and not opts.console_socket:
+        return None
+    from ocirun.console import ConsoleSocket, check_terminal_flags
+    check_terminal_flags(terminal, True, opts.console_socket)
+    return ConsoleSocket(str(opts.console_socket))
+
+
+def _connect(console: Any) -> None:
+    if hasattr(console, "connect"):
+        console.connect()
 
 
 def plan_host_side(cid: str, spec: dict[str, Any]) -> HostSide | None:
@@ -231,8 +252,13 @@ SECCOMP_DIED_HINT = ("; the seccomp profile (linux.seccomp) is loaded before tha
                      "write, execve; signal 31 is SIGSYS, a seccomp kill)")
 
 
-def take_fds(plan: ContainerPlan, msg: dict[str, object]) -> None:
-    """An fd-carrying message from the init (process/parent.py ``on_fds``)."""
+def take_fds(plan: ContainerPlan, msg: dict[str, object], console: Any = None) -> None:
+    """An fd-carrying message from the init (process/parent.py ``on_fds``):
+    the pty master (to the console socket or run's TtyProxy) or the seccomp
+    listener (to the agent)."""
+    if msg["type"] == "console_master" and console is not None:
+        console.on_fds(msg)
+        return
     fds: list[int] = msg["fds"]  # type: ignore[assignment]
     try:
         if msg["type"] != "seccomp_listener" or len(fds) != 1 or plan.process.seccomp is None:

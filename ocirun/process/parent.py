@@ -159,7 +159,13 @@ def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
         t = steps.begin()
         os.waitpid(inter, 0)                                                   # P3
         if spec.mgr is not None:
-            spec.mgr.add(pid)
+            try:
+                spec.mgr.add(pid)
+            except OciRunError:
+                # A tenant does its process step meanwhile: if it died of an
+                # error, that error is the one to report, not the cgroup's.
+                chan.raise_pending_error()
+                raise
         if spec.on_pid is not None:
             spec.on_pid(pid)
         chan.send("cgroup_ready")
