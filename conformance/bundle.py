@@ -8,10 +8,12 @@ own changes.  Nothing here is copied from other projects' bundles.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROBE_SRC = os.path.join(HERE, "probe.c")
@@ -44,42 +46,64 @@ def find_busybox() -> str:
 
 
 def build_cache(cache_dir: str) -> str:
-    """Build (once) ``<cache>/rootfs`` with busybox, applet links and the probe.
+    """Build (once) a rootfs with busybox, applet links and the probe; return its path.
 
-    The build is keyed on the probe source's mtime and size so an edited probe
-    gets recompiled; returns the rootfs path.
+    The rootfs lives in ``<cache>/<key>/rootfs``, the key a hash of what goes
+    into it (probe source, applet list, busybox), and is built in a temporary
+    directory then renamed into place.  Suites run at the same time from
+    different checkouts (other engineers, the VM) therefore never rebuild or
+    delete a rootfs another run is copying from.
     """
-    rootfs = os.path.join(cache_dir, "rootfs")
-    st = os.stat(PROBE_SRC)
-    stamp = f"{st.st_mtime_ns}-{st.st_size}-{','.join(APPLETS)}"
-    stamp_file = os.path.join(cache_dir, "stamp")
-    try:
-        with open(stamp_file) as f:
-            if f.read() == stamp and os.path.exists(os.path.join(rootfs, "probe")):
-                return rootfs
-    except OSError:
-        pass
-    shutil.rmtree(rootfs, ignore_errors=True)
-    for d in ("bin", "dev", "proc", "sys", "etc", "tmp", "root", "mnt", "var", "run", "home"):
-        os.makedirs(os.path.join(rootfs, d), exist_ok=True)
-    os.chmod(os.path.join(rootfs, "tmp"), 0o1777)
-    shutil.copy2(find_busybox(), os.path.join(rootfs, "bin", "busybox"))
-    for a in APPLETS:
-        os.symlink("busybox", os.path.join(rootfs, "bin", a))
+    bb = find_busybox()
+    h = hashlib.sha256()
+    with open(PROBE_SRC, "rb") as f:
+        h.update(f.read())
+    st = os.stat(bb)
+    h.update(f"{','.join(APPLETS)}|{bb}|{st.st_size}|{st.st_mtime_ns}|{PASSWD}|{GROUP}".encode())
+    final = os.path.join(cache_dir, h.hexdigest()[:16])
+    rootfs = os.path.join(final, "rootfs")
+    if os.path.exists(os.path.join(final, "complete")):
+        return rootfs
     if shutil.which("gcc") is None:
         raise SetupError("gcc not found: apt-get install gcc libc6-dev (needed for the static probe)")
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=".build-", dir=cache_dir)
+    try:
+        _build_rootfs(os.path.join(tmp, "rootfs"), bb)
+        open(os.path.join(tmp, "complete"), "w").close()
+        os.chmod(tmp, 0o755)
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another run finished the same build first
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not os.path.exists(os.path.join(final, "complete")):
+        raise SetupError(f"could not build the rootfs cache in {final}")
+    return rootfs
+
+
+PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n"
+GROUP = "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n"
+
+
+def _build_rootfs(rootfs: str, busybox: str) -> None:
+    for d in ("bin", "dev", "proc", "sys", "etc", "tmp", "root", "mnt", "var", "run", "home"):
+        os.makedirs(os.path.join(rootfs, d), exist_ok=True)
+    os.chmod(rootfs, 0o755)
+    os.chmod(os.path.join(rootfs, "tmp"), 0o1777)
+    shutil.copy2(busybox, os.path.join(rootfs, "bin", "busybox"))
+    for a in APPLETS:
+        os.symlink("busybox", os.path.join(rootfs, "bin", a))
     r = subprocess.run(["gcc", "-static", "-O2", "-o", os.path.join(rootfs, "probe"), PROBE_SRC],
                        capture_output=True, text=True)
     if r.returncode != 0:
-        raise SetupError("gcc -static probe.c failed: " + r.stderr.strip().splitlines()[-1:][0]
-                         if r.stderr.strip() else "gcc failed")
+        last = r.stderr.strip().splitlines()[-1:] or ["gcc failed"]
+        raise SetupError("gcc -static probe.c failed: " + last[0])
     with open(os.path.join(rootfs, "etc", "passwd"), "w") as f:
-        f.write("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n")
+        f.write(PASSWD)
     with open(os.path.join(rootfs, "etc", "group"), "w") as f:
-        f.write("root:x:0:\ntty:x:5:\nnogroup:x:65534:\n")
-    with open(stamp_file, "w") as f:
-        f.write(stamp)
-    return rootfs
+        f.write(GROUP)
 
 
 def clone_rootfs(src: str, dst: str) -> None:

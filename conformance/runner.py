@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import glob
 import importlib
 import os
 import pkgutil
 import shlex
+import shutil
 import signal
 import sys
 import time
@@ -42,18 +44,22 @@ def load_tests() -> list[TestCase]:
     return list(TESTS)
 
 
-def select(tests: Iterable[TestCase], filters: list[str]) -> list[TestCase]:
+def select(tests: Iterable[TestCase], filters: list[str], ids: list[str] | None = None) -> list[TestCase]:
     """``-k`` filters: each is a substring or glob matched (case-insensitively)
-    against id, module and spec reference; a leading ``!`` negates.  Several
-    ``-k`` options must all hold."""
+    against id, module, spec reference and level; ``a|b`` matches either; a
+    leading ``!`` negates the whole filter.  Several ``-k`` options must all
+    hold."""
     out = []
     for t in tests:
+        if ids and t.id not in ids:
+            continue
         hay = f"{t.id} {t.module} {t.ref} {t.level}".lower()
         ok = True
         for f in filters:
             neg = f.startswith("!")
-            pat = f[1:].lower() if neg else f.lower()
-            hit = fnmatch.fnmatch(hay, f"*{pat}*") if any(ch in pat for ch in "*?[") else pat in hay
+            alts = (f[1:] if neg else f).lower().split("|")
+            hit = any(fnmatch.fnmatch(hay, f"*{pat}*") if any(ch in pat for ch in "*?[") else pat in hay
+                      for pat in alts if pat)
             if hit == neg:
                 ok = False
                 break
@@ -71,37 +77,86 @@ def runtime_name(command: str) -> str:
     return os.path.basename(argv[0]) if argv else "unknown"
 
 
-def parse_expected(text: str) -> dict[str, str]:
-    """``<test-id>  # reason`` per line; blank lines and ``#`` comments ignored."""
-    out: dict[str, str] = {}
-    for raw in text.splitlines():
+class Expected:
+    """One expected-failure entry: the failure's reason must contain ``match``.
+
+    ``match`` is compared case-insensitively with whitespace collapsed, and
+    ``*`` in it stands for any run of characters.  An empty ``match`` (an
+    old-style ``<id>  # why`` line) accepts any reason; ``--strict`` refuses
+    such entries.
+    """
+
+    __slots__ = ("match", "why")
+
+    def __init__(self, match: str, why: str) -> None:
+        self.match, self.why = match, why
+
+    def matches(self, reason: str) -> bool:
+        if not self.match:
+            return True
+        lit = " ".join(self.match.lower().split())
+        pat = "*" + "".join(ch if ch == "*" else glob.escape(ch) for ch in lit) + "*"
+        return fnmatch.fnmatchcase(" ".join(reason.lower().split()), pat)
+
+    def __repr__(self) -> str:
+        return f"Expected({self.match!r}, {self.why!r})"
+
+
+def resolve_runtime(command: str) -> str | None:
+    """The command with its program made absolute (tests run the runtime from
+    other directories), or None when there is no such executable."""
+    argv = shlex.split(command)
+    if not argv:
+        return None
+    prog = argv[0]
+    path = os.path.abspath(prog) if "/" in prog else shutil.which(prog)
+    if path is None or not os.access(path, os.X_OK) or os.path.isdir(path):
+        return None
+    return shlex.join([path, *argv[1:]])
+
+
+def parse_expected(text: str) -> dict[str, Expected]:
+    """``<test-id>  <match>  # <why>`` per line; blank lines and ``#`` comments
+    ignored.  ``<match>`` is everything between the id and the first `` #``."""
+    out: dict[str, Expected] = {}
+    for n, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
-        tid, _, reason = line.partition("#")
-        tid = tid.strip()
-        if not tid or " " in tid:
-            raise ValueError(f"bad expected-failure line: {raw!r}")
-        out[tid] = reason.strip()
+        head, sep, why = line.partition(" #")
+        if not sep and "#" in line:  # "id# why" with no space
+            head, _, why = line.partition("#")
+        parts = head.split(None, 1)
+        tid = parts[0] if parts else ""
+        if not tid or not all(ch.isalnum() or ch in "-_." for ch in tid):
+            raise ValueError(f"line {n}: bad expected-failure line (want `<test-id>  <match>  # <why>`): {raw!r}")
+        if tid in out:
+            raise ValueError(f"line {n}: {tid} listed twice")
+        out[tid] = Expected(parts[1].strip() if len(parts) > 1 else "", why.strip())
     return out
 
 
-def load_expected(path: str | None) -> dict[str, str]:
+def load_expected(path: str | None) -> dict[str, Expected]:
     if path is None or not os.path.exists(path):
         return {}
     with open(path, encoding="utf-8") as f:
         return parse_expected(f.read())
 
 
-def grade(test: TestCase, raw: str, reason: str, expected: dict[str, str]) -> tuple[str, str]:
-    """Map a raw PASS/FAIL/SKIP to the final result using the expected list."""
-    if test.id not in expected:
+def grade(test: TestCase, raw: str, reason: str, expected: dict[str, Expected]) -> tuple[str, str]:
+    """Map a raw PASS/FAIL/SKIP to the final result using the expected list.
+
+    A listed test that fails for a reason its entry does not match is a plain
+    FAIL: the known bug may be fixed and a new one in its place."""
+    exp = expected.get(test.id)
+    if exp is None:
         return raw, reason
-    why = expected[test.id]
     if raw == FAIL:
-        return XFAIL, f"{reason} [expected: {why}]" if why else reason
+        if not exp.matches(reason):
+            return FAIL, f"{reason} [listed as expected failure, but the reason does not match {exp.match!r}]"
+        return XFAIL, f"{reason} [expected: {exp.why}]" if exp.why else reason
     if raw == PASS:
-        return XPASS, f"listed as expected failure ({why}) but passed: remove it from the list"
+        return XPASS, f"listed as expected failure ({exp.why}) but passed: remove it from the list"
     return raw, reason
 
 
@@ -204,9 +259,20 @@ def run_one(test: TestCase, ctx_factory) -> tuple[str, str, float]:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, old)
         problems = ctx.cleanup()
-    if problems and result == PASS:
-        result, reason = FAIL, "cleanup: " + "; ".join(problems)
+    if problems:
+        # what the runtime left behind fails the test, whatever it found before
+        note = "cleanup: " + "; ".join(problems)
+        result, reason = FAIL, f"{reason}; {note}" if result == FAIL and reason else note
     return result, reason, time.monotonic() - t0
+
+
+def _ancestors(path: str) -> list[str]:
+    out = []
+    p = os.path.dirname(os.path.abspath(path))
+    while p and p != "/":
+        out.append(p)
+        p = os.path.dirname(p)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -216,13 +282,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="runtime binary or command (e.g. /usr/sbin/runc, 'python3 -m ocirun')")
     p.add_argument("-k", dest="filters", action="append", default=[],
                    help="select tests whose id/module/spec ref contains this (glob ok; '!' negates; repeatable)")
+    p.add_argument("--id", dest="ids", action="append", default=[], metavar="TEST_ID",
+                   help="select this test by its exact id (repeatable: any of them)")
     p.add_argument("--tap", action="store_true", help="print TAP instead of the table")
     p.add_argument("--junit", metavar="FILE", help="also write JUnit XML to FILE")
     p.add_argument("--keep", action="store_true", help="keep bundles and runtime roots for inspection")
     p.add_argument("--expected", metavar="FILE",
                    help="expected-failures file (default: conformance/expected/<runtime name>.txt)")
-    p.add_argument("--strict", action="store_true", help="also fail on unexpected passes")
-    p.add_argument("--workdir", help="where bundles go (default: a fresh dir under /tmp)")
+    p.add_argument("--strict", action="store_true",
+                   help="also fail on unexpected passes, expected entries without a reason match, "
+                        "and ids the suite does not have")
+    p.add_argument("--workdir", help="directory under which a fresh run directory for the bundles is made "
+                                     "(created if missing; default: /tmp)")
+    p.add_argument("--json", metavar="FILE", help="also write one JSON object per test to FILE")
     p.add_argument("--cache", default=os.environ.get("OCI_CONFORMANCE_CACHE", "/var/tmp/oci-conformance-cache"),
                    help="rootfs + probe cache dir (default: %(default)s)")
     p.add_argument("--list", action="store_true", help="list selected tests and exit")
@@ -233,7 +305,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     args = build_parser().parse_args(argv)
-    tests = select(load_tests(), args.filters)
+    all_tests = load_tests()
+    bad_ids = sorted(set(args.ids) - {t.id for t in all_tests})
+    if bad_ids:
+        print(f"error: --id: no such test: {', '.join(bad_ids)}", file=sys.stderr)
+        return 2
+    tests = select(all_tests, args.filters, args.ids)
     if args.list:
         for t in tests:
             print(f"{t.id}  {t.ref}  {t.level}  {t.summary}", file=out)
@@ -253,6 +330,11 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     except SetupError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    resolved = resolve_runtime(args.runtime)
+    if resolved is None:
+        print(f"error: --runtime {args.runtime!r}: no such executable", file=sys.stderr)
+        return 2
+    args.runtime = resolved
     name = runtime_name(args.runtime)
     exp_path = args.expected or os.path.join(HERE, "expected", f"{name}.txt")
     try:
@@ -260,10 +342,32 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     except ValueError as e:
         print(f"error: {exp_path}: {e}", file=sys.stderr)
         return 2
-    workdir = args.workdir or tempfile.mkdtemp(prefix="oci-conf-")
+    loose = sorted(t for t, e in expected.items() if not e.match)
+    unknown = sorted(set(expected) - {t.id for t in TESTS})
+    if args.strict and (loose or unknown):
+        if loose:
+            print(f"error: {exp_path}: --strict needs a reason match for every entry "
+                  f"(`<test-id>  <match>  # <why>`); none for: {', '.join(loose)}", file=sys.stderr)
+        if unknown:
+            print(f"error: {exp_path}: unknown test ids: {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    try:
+        if args.workdir:
+            os.makedirs(args.workdir, exist_ok=True)
+        # always a fresh directory of our own, so that removing it at the end
+        # never touches what the caller keeps in --workdir
+        workdir = tempfile.mkdtemp(prefix="oci-conf-", dir=args.workdir)
+    except OSError as e:
+        print(f"error: --workdir {args.workdir}: {e.strerror}", file=sys.stderr)
+        return 2
     # user-namespace tests run as a mapped (unprivileged) root that must be
     # able to traverse down to each bundle's rootfs
     os.chmod(workdir, 0o755)
+    blocked = [d for d in _ancestors(workdir) if not os.stat(d).st_mode & 0o001]
+    if blocked:
+        print(f"warning: {blocked[0]} is not searchable by other users: user-namespace tests "
+              "(a mapped, unprivileged root) will fail to reach their rootfs; use another --workdir",
+              file=sys.stderr)
     host = Host()
 
     def factory(test: TestCase):
@@ -277,14 +381,21 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
         outcomes.append(Outcome(t, res, reason, secs))
         if args.verbose:
             print(f"{res:<5} {t.id} ({secs:.1f}s) {one_line(reason, 150)}", file=sys.stderr, flush=True)
+    from conformance.context import remove_suite_cgroups
+    remove_suite_cgroups(host)
     if not args.keep:
-        import shutil
         shutil.rmtree(workdir, ignore_errors=True)
     print(format_tap(outcomes) if args.tap else format_table(outcomes), file=out)
     if args.junit:
         with open(args.junit, "w", encoding="utf-8") as f:
             f.write(format_junit(outcomes, name))
-    stale = sorted(set(expected) - {t.id for t in tests} - {t.id for t in TESTS})
+    if args.json:
+        import json
+        with open(args.json, "w", encoding="utf-8") as f:
+            for o in outcomes:
+                f.write(json.dumps({"id": o.test.id, "result": o.result, "reason": o.reason,
+                                    "seconds": round(o.seconds, 3)}) + "\n")
+    stale = unknown
     xf = sum(o.result == XFAIL for o in outcomes)
     xp = sum(o.result == XPASS for o in outcomes)
     unexpected = sum(o.result == FAIL for o in outcomes)

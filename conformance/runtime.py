@@ -30,20 +30,22 @@ class Result:
 
     def brief(self) -> str:
         msg = (self.err.strip() or self.out.strip()).splitlines()
-        return f"rc={self.rc} {msg[-1][:160] if msg else ''}".strip()
+        return f"rc={self.rc} {msg[-1][:300] if msg else ''}".strip()
 
 
 class Runtime:
     """A runc-compatible binary, given as a path or a shell-quoted command."""
 
-    __slots__ = ("argv", "root", "name")
+    __slots__ = ("argv", "root", "name", "env")
 
-    def __init__(self, command: str, root: str) -> None:
+    def __init__(self, command: str, root: str, env: dict[str, str] | None = None) -> None:
         self.argv = shlex.split(command)
         if not self.argv:
             raise ValueError("empty --runtime")
         self.root = root
         self.name = os.path.basename(self.argv[0])
+        # the caller's environment plus the test's mark (see Context.leftovers)
+        self.env = {**os.environ, **(env or {})}
 
     def cmd(self, *args: str) -> list[str]:
         return [*self.argv, "--root", self.root, *args]
@@ -55,8 +57,8 @@ class Runtime:
         argv = self.cmd(*args)
         if stdout is None and stderr is None:
             try:
-                p = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout, cwd=cwd)
-            except subprocess.TimeoutExpired as e:
+                p = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout, cwd=cwd, env=self.env)
+            except subprocess.TimeoutExpired:
                 return Result(argv, -1, "", f"timeout after {timeout}s: {' '.join(args)}")
             return Result(argv, p.returncode, p.stdout.decode(errors="replace"),
                           p.stderr.decode(errors="replace"))
@@ -66,7 +68,7 @@ class Runtime:
         errf = stderr if stderr is not None else tempfile.TemporaryFile()
         try:
             p = subprocess.run(argv, input=stdin, stdout=stdout if stdout is not None else subprocess.DEVNULL,
-                               stderr=errf, timeout=timeout, cwd=cwd,
+                               stderr=errf, timeout=timeout, cwd=cwd, env=self.env,
                                stdin=None if stdin is not None else subprocess.DEVNULL)
         except subprocess.TimeoutExpired:
             return Result(argv, -1, "", f"timeout after {timeout}s: {' '.join(args)}")
@@ -176,13 +178,17 @@ class Container:
         except OSError:
             return ""
 
-    def destroy(self) -> None:
-        """Best-effort teardown: never raises."""
+    def destroy(self, reap: bool = True) -> None:
+        """Best-effort teardown through the runtime (kill -9, delete --force);
+        never raises.  With ``reap`` a process that survives is SIGKILLed;
+        the test context passes False so that it can report it first."""
         try:
             self.rt.call("kill", self.id, "KILL", timeout=10)
             self.rt.call("delete", "--force", self.id, timeout=15)
         except Exception:  # noqa: BLE001 - cleanup must go on
             pass
+        if not reap:
+            return
         for pid in [self.pid, *self.extra_pids]:
             if pid and pid_alive(pid):
                 try:

@@ -104,7 +104,8 @@ _AUTO_DEDUP: Flag = ("auto-dedup", "", "bool", "", "", "deduplicate memory image
 _ID = "<container-id>"
 
 COMMANDS: tuple[Command, ...] = (
-    ("checkpoint", _ID, 1, 1, "", "save a running container to disk with criu", (
+    ("checkpoint", _ID, 1, 1, "ocirun.commands:cmd_checkpoint",
+     "save a running container to disk with criu", (
         _IMAGE_PATH, _WORK_PATH,
         ("parent-path", "", "str", "DIR", "", "criu images of a previous pre-dump"),
         ("leave-running", "", "bool", "", "", "keep the container running after the checkpoint"),
@@ -159,7 +160,8 @@ COMMANDS: tuple[Command, ...] = (
     ("ps", f"{_ID} [ps-options...]", 1, -1, "ocirun.commands:cmd_ps", "show the processes running in a container", (
         _FORMAT,
     )),
-    ("restore", _ID, 1, 1, "", "restore a container from a criu checkpoint", (
+    ("restore", _ID, 1, 1, "ocirun.commands:cmd_restore",
+     "restore a container from a criu checkpoint", (
         _CONSOLE_SOCKET, _IMAGE_PATH, _WORK_PATH, _TCP, _EXT_UNIX, _SHELL_JOB, _FILE_LOCKS,
         _CGROUPS_MODE, _BUNDLE, _DETACH, _PID_FILE, _NO_SUBREAPER, _NO_PIVOT, _EMPTY_NS,
         _AUTO_DEDUP, _LAZY_PAGES,

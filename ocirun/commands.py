@@ -187,3 +187,40 @@ def cmd_update(g: Opts, o: Opts, a: list[str]) -> int:
                                  if v is not None and k != "help"})
     update.update(_store(g), a[0], new)
     return 0
+
+
+def cmd_checkpoint(g: Opts, o: Opts, a: list[str]) -> int:
+    from ocirun.ops.checkpoint import CheckpointOptions, checkpoint
+    sfd = o.get("status_fd")
+    checkpoint(_store(g), a[0], CheckpointOptions(
+        image_path=str(o.get("image_path") or ""), work_path=str(o.get("work_path") or ""),
+        parent_path=str(o.get("parent_path") or ""),
+        leave_running=bool(o.get("leave_running")), tcp_established=bool(o.get("tcp_established")),
+        ext_unix_sk=bool(o.get("ext_unix_sk")), shell_job=bool(o.get("shell_job")),
+        lazy_pages=bool(o.get("lazy_pages")), status_fd=sfd if isinstance(sfd, int) else -1,
+        page_server=str(o.get("page_server") or ""), file_locks=bool(o.get("file_locks")),
+        pre_dump=bool(o.get("pre_dump")),
+        manage_cgroups_mode=str(o.get("manage_cgroups_mode") or ""),
+        empty_ns=tuple(o.get("empty_ns") or ()),  # type: ignore[arg-type]
+        auto_dedup=bool(o.get("auto_dedup")), criu=str(g.get("criu") or "criu")))
+    return 0
+
+
+def cmd_restore(g: Opts, o: Opts, a: list[str]) -> int:
+    from ocirun.ops.restore import RestoreOptions, restore
+    if g.get("systemd_cgroup"):
+        raise NotSupportedError("--systemd-cgroup: the systemd cgroup driver is not supported yet")
+    return restore(_store(g), a[0], RestoreOptions(
+        bundle=str(o.get("bundle") or "."), image_path=str(o.get("image_path") or ""),
+        work_path=str(o.get("work_path") or ""), tcp_established=bool(o.get("tcp_established")),
+        ext_unix_sk=bool(o.get("ext_unix_sk")), shell_job=bool(o.get("shell_job")),
+        file_locks=bool(o.get("file_locks")),
+        manage_cgroups_mode=str(o.get("manage_cgroups_mode") or ""),
+        detach=bool(o.get("detach")), pid_file=o.get("pid_file"),  # type: ignore[arg-type]
+        no_subreaper=bool(o.get("no_subreaper")), no_pivot=bool(o.get("no_pivot")),
+        empty_ns=tuple(o.get("empty_ns") or ()),  # type: ignore[arg-type]
+        auto_dedup=bool(o.get("auto_dedup")), lazy_pages=bool(o.get("lazy_pages")),
+        lsm_profile=str(o.get("lsm_profile") or ""),
+        lsm_mount_context=str(o.get("lsm_mount_context") or ""),
+        console_socket=o.get("console_socket"),  # type: ignore[arg-type]
+        criu=str(g.get("criu") or "criu")))

@@ -4,7 +4,6 @@ Works on cgroup v1 (per-controller hierarchies) and on a unified v2 host;
 a resource whose controller the host lacks is skipped with the reason."""
 from __future__ import annotations
 
-import os
 
 from conformance.context import proc_cgroup
 from conformance.registry import Fail, Skip, check, check_eq, conformance_test
@@ -22,10 +21,14 @@ def _with_cg(ctx, resources: dict | None = None, args=None):
     return cg, ctx.created(mut, args or SLEEP)
 
 
+V2_NAME = {"blkio": "io"}  # v1 controller name -> its v2 counterpart
+
+
 def _v1_or_v2(ctx, ctrl, *files):
     """Host probe, before anything is created: the controller and, when given,
     each of ``files`` in a fresh cgroup of it.  Skip if the host lacks one."""
     if ctx.host.cgroup_v2_unified:
+        ctrl = V2_NAME.get(ctrl, ctrl)
         if ctrl not in ctx.host.v2_controllers:
             raise Skip(f"cgroup v2 controller {ctrl} not available")
         mode = "v2"
@@ -42,6 +45,8 @@ def _v1_or_v2(ctx, ctrl, *files):
 
 def _pick(ctx, ctrl, candidates):
     """First (file, want) of ``candidates`` this host's cgroups offer, or Skip."""
+    if ctx.host.cgroup_v2_unified:
+        ctrl = V2_NAME.get(ctrl, ctrl)
     have = ctx.host.cgroup_files(ctrl)
     for fname, want in candidates:
         if fname in have:
@@ -186,15 +191,23 @@ def t_pids_effect(ctx):
                   "a process exceeding memory.limit is OOM-killed")
 def t_oom(ctx):
     mode = _v1_or_v2(ctx, "memory")
+    have = ctx.host.cgroup_files("memory")
     mem = {"limit": 32 * MB}
-    if mode == "v1" and os.path.exists(ctx.host.controller_file("memory", "/", "memory.memsw.limit_in_bytes")):
+    if "memory.memsw.limit_in_bytes" in have or "memory.swap.max" in have:
         mem["swap"] = 32 * MB  # no swap escape
-    elif mode == "v2":
-        mem["swap"] = 32 * MB
-    cg, c = _with_cg(ctx, {"memory": mem}, ["/probe", "alloc", "200"])
+    events = "memory.oom_control" if mode == "v1" else "memory.events"
+    cg, c = _with_cg(ctx, {"memory": mem}, ["/bin/sh", "-c", "/probe alloc 200; echo status=$?"])
     check(c.start().ok, "start failed")
-    c.wait_exit(30)
-    check("done=" not in c.stdout(), "allocated 200MB under a 32MB limit")
+    check(c.wait_exit(30), "container still running 30 s after start")
+    out = c.stdout()
+    check("done=" not in out, "allocated 200MB under a 32MB limit")
+    # evidence of the OOM kill: the probe died of SIGKILL (128 + 9) ...
+    check("status=137" in out.split(), f"the probe did not die of SIGKILL: output {out.split()}")
+    # ... and the cgroup's own counter says so (kernels >= 4.13)
+    if events in have:
+        kv = dict(ln.split(None, 1) for ln in _read(ctx, "memory", cg, events).splitlines() if " " in ln)
+        if "oom_kill" in kv:
+            check(int(kv["oom_kill"]) >= 1, f"{events}: oom_kill {kv['oom_kill']}")
 
 
 @conformance_test("cg-resources-before-start", "config-linux.md#control-groups", "MUST",
@@ -251,8 +264,21 @@ def t_netcls(ctx):
 @conformance_test("cg-invalid-value-error", "config.md#valid-values", "MUST",
                   "an impossible resource value (cpuset.cpus on a CPU that does not exist) is an error")
 def t_badcpu(ctx):
-    _v1_or_v2(ctx, "cpuset")
-    cg = ctx.cgroup_path()
+    _v1_or_v2(ctx, "cpuset", "cpuset.cpus")
+    ok_cg, cg = ctx.cgroup_path(), ctx.cgroup_path()
     ctx.expect_create_error(lambda cfg: (cfg["linux"].update(cgroupsPath=cg),
                                          cfg["linux"]["resources"].update(cpu={"cpus": "4095"})),
-                            "cpus 4095")
+                            "cpus 4095",
+                            control=lambda cfg: (cfg["linux"].update(cgroupsPath=ok_cg),
+                                                 cfg["linux"]["resources"].update(cpu={"cpus": "0"})),
+                            control_what="cpuset.cpus 0")
+
+
+@conformance_test("cg-unified-unknown-key", "config-linux.md#unified", "MUST",
+                  "a unified key with no special meaning to the runtime (memory.oom.group) reaches its file")
+def t_unified_unknown(ctx):
+    if not ctx.host.cgroup_v2_unified:
+        raise Skip("host is not on a unified cgroup v2 hierarchy")
+    _v1_or_v2(ctx, "memory", "memory.oom.group")
+    cg, _ = _with_cg(ctx, {"unified": {"memory.oom.group": "1"}})
+    check_eq(_read(ctx, "memory", cg, "memory.oom.group"), "1", "memory.oom.group via unified")

@@ -7,22 +7,37 @@ import os
 import time
 
 from conformance.registry import Fail, check, check_eq, conformance_test
-from conformance.runtime import pid_alive
 
 SLEEP = ["/bin/sleep", "30"]
 BB = "/bin/busybox"
 
 # One script for every hook: records stdin, argv, env, cwd and namespaces
-# under <out>/<tag>.*, appends the tag to <out>/order, exits with $HOOK_EXIT.
-SCRIPT = """#!/bin/sh
+# under <out>/<tag>.*, and what it sees of the container process named by the
+# state's pid (its pid namespace, mounts and command line: ctr*), appends the
+# tag to <out>/order, exits with $HOOK_EXIT.
+SCRIPT = r"""#!/bin/sh
 d={out}
 t=$1
+# HOOK_DELAY: a slow hook, so that a runtime that does not wait for it is
+# caught deterministically (nothing is recorded before the delay is over)
+if [ -n "$HOOK_DELAY" ]; then {bb} sleep "$HOOK_DELAY"; fi
 {bb} cat > "$d/$t.state"
 echo "$@" > "$d/$t.argv"
 {bb} env > "$d/$t.env"
 {bb} pwd > "$d/$t.cwd"
 {bb} readlink /proc/self/ns/mnt > "$d/$t.mntns"
 {bb} readlink /proc/self/ns/pid > "$d/$t.pidns"
+pid=$({bb} tr -d ' \n' < "$d/$t.state" | {bb} sed -n 's/.*"pid":\([0-9][0-9]*\).*/\1/p')
+if [ -n "$pid" ]; then
+  {bb} readlink /proc/$pid/ns/pid > "$d/$t.ctrpidns" 2>/dev/null
+  {bb} cat /proc/$pid/mountinfo > "$d/$t.ctrmounts" 2>/dev/null
+  # an empty cmdline means "in the middle of execve" (or gone): look again
+  for i in 1 2 3 4 5 6 7 8 9 10; do
+    {bb} tr '\0' ' ' < /proc/$pid/cmdline > "$d/$t.ctrcmd" 2>/dev/null
+    [ -s "$d/$t.ctrcmd" ] && break
+    {bb} sleep 0.1
+  done
+fi
 echo "$t" >> "$d/order"
 if [ -n "$HOOK_SLEEP" ]; then exec {bb} sleep "$HOOK_SLEEP"; fi
 exit ${{HOOK_EXIT:-0}}
@@ -33,6 +48,7 @@ class Hooks:
     """Hook scripts for one bundle: a host copy and an in-rootfs copy."""
 
     def __init__(self, ctx, args=None):
+        self.mark = ctx.mark  # in every hook's env, for the leak scan
         self.b = ctx.bundle(args=args or SLEEP)
         self.out = self.b.file("hookout")
         os.makedirs(self.out)
@@ -52,17 +68,28 @@ class Hooks:
             f.write(SCRIPT.format(out=out, bb=BB))
         os.chmod(path, 0o755)
 
-    def add(self, kind, tag=None, exit=0, env=(), timeout=None, sleep=None):
+    def add(self, kind, tag=None, exit=0, env=(), timeout=None, sleep=None, delay=None):
         path = self.ctr_script if kind == "startContainer" else self.host_script
-        h = {"path": path, "args": [path, tag or kind], "env": [f"HOOK_EXIT={exit}", *env]}
+        h = {"path": path, "args": [path, tag or kind], "env": [f"HOOK_EXIT={exit}", *env, self.mark]}
         if sleep:
             h["env"].append(f"HOOK_SLEEP={sleep}")
+        if delay:
+            h["env"].append(f"HOOK_DELAY={delay}")
         if timeout is not None:
             h["timeout"] = timeout
         self.b.config["hooks"].setdefault(kind, []).append(h)
 
     def ran(self, tag) -> bool:
         return os.path.exists(os.path.join(self.out, f"{tag}.argv"))
+
+    def wait_ran(self, tag, timeout=5.0) -> bool:
+        """For tests about *where* a hook runs, not *when*: give a hook the
+        runtime runs asynchronously time to finish (its order file line is
+        written last)."""
+        end = time.monotonic() + timeout
+        while tag not in self.order() and time.monotonic() < end:
+            time.sleep(0.05)
+        return tag in self.order()
 
     def read(self, tag, what) -> str:
         try:
@@ -105,7 +132,7 @@ def _make_runs_test(kind):
                       f"{kind} hooks run during {phase}")
     def t(ctx):
         h = Hooks(ctx)
-        h.add(kind)
+        h.add(kind, delay=0.3)  # the operation must wait for its hooks
         c = _created(ctx, h)
         check_eq(h.ran(kind), phase == "create", f"{kind} ran by the end of create")
         check(c.start().ok, "start failed")
@@ -123,6 +150,8 @@ def _make_runs_test(kind):
         h.add(kind)
         c = _created(ctx, h)
         check(c.start().ok, "start failed")
+        if kind in ("startContainer", "poststart"):
+            h.wait_ran(kind)  # about what the hook gets, not when it runs
         c.kill("KILL")
         c.wait_exit(5)
         c.wait_status("stopped", 5)
@@ -159,17 +188,24 @@ def t_order(ctx):
 def t_order_start(ctx):
     h = Hooks(ctx, args=["/bin/sh", "-c", "echo program >> /hookout/order; sleep 30"])
     h.add("poststart")
-    h.add("startContainer")
+    h.add("startContainer", delay=0.3)  # a runtime that does not wait for it is caught every time
     c = _created(ctx, h)
+    check(not h.ran("poststart"), "poststart ran during create, before the program was started")
     check(c.start().ok, "start failed")
     order = h.order()
     check(order[:1] == ["startContainer"] and "poststart" in order, f"order {order}")
-    # poststart must follow the exec; the program's own line may race it, so
-    # only require that startContainer ran before the program wrote.
+    # poststart must follow the exec of the program: what the hook saw as the
+    # container process's command line is the program's, not the runtime's init
+    cmd = h.read("poststart", "ctrcmd")
+    check(cmd.startswith("/bin/sh -c echo program") or cmd.split()[:2] in (["/bin/sleep", "30"], ["sleep", "30"]),
+          f"poststart ran while the container process was still {cmd!r}, not the program")
+    # the program's own line may race poststart, so for it only require that
+    # startContainer ran before the program wrote
     end = time.time() + 3
     while "program" not in h.order() and time.time() < end:
         time.sleep(0.05)
     order = h.order()
+    check("program" in order, f"the program never wrote its line: order {order}")
     check(order.index("startContainer") < order.index("program"), f"order {order}")
 
 
@@ -232,8 +268,10 @@ def t_ps_after_ns(ctx):
     c = _created(ctx, h)
     pid = h.state("prestart").get("pid")
     check(isinstance(pid, int) and pid > 0, f"prestart state pid {pid!r}")
-    check(os.readlink(f"/proc/{pid}/ns/pid") != os.readlink("/proc/self/ns/pid") if pid_alive(pid) else True,
-          "prestart saw a pid without the container's pid namespace")
+    # recorded by the hook itself while it ran, so no race with the process
+    seen = h.read("prestart", "ctrpidns")
+    check(seen != os.readlink("/proc/self/ns/pid"), f"the process prestart saw was in the host pid namespace ({seen})")
+    check_eq(seen, os.readlink(f"/proc/{c.pid}/ns/pid"), "pid namespace of the process prestart saw")
 
 
 @conformance_test("hook-createContainer-container-ns", "config.md#createcontainer-hooks", "MUST",
@@ -252,6 +290,7 @@ def t_sc_ns(ctx):
     h.add("startContainer")
     c = _created(ctx, h)
     check(c.start().ok, "start failed")
+    h.wait_ran("startContainer")
     check_eq(h.read("startContainer", "mntns"), os.readlink(f"/proc/{c.pid}/ns/mnt"), "hook mount ns")
     check_eq(h.read("startContainer", "pidns"), os.readlink(f"/proc/{c.pid}/ns/pid"), "hook pid ns")
 
@@ -263,6 +302,7 @@ def t_pst_ns(ctx):
     h.add("poststart")
     c = _created(ctx, h)
     check(c.start().ok, "start failed")
+    h.wait_ran("poststart")
     check_eq(h.read("poststart", "mntns"), _host_mntns(), "hook mount ns")
 
 
@@ -362,7 +402,10 @@ def t_timeout(ctx):
 def t_timeout_zero(ctx):
     def mut(cfg):
         cfg["hooks"] = {"createRuntime": [{"path": "/bin/true", "timeout": 0}]}
-    ctx.expect_create_error(mut, "hook timeout 0")
+    ctx.expect_create_error(mut, "hook timeout 0",
+                            control=lambda cfg: cfg.update(hooks={"createRuntime": [{"path": "/bin/true",
+                                                                                     "timeout": 5}]}),
+                            control_what="createRuntime hook with timeout 5")
 
 
 @conformance_test("hook-poststart-pid", "runtime.md#state", "MUST",
@@ -372,6 +415,7 @@ def t_pst_pid(ctx):
     h.add("poststart")
     c = _created(ctx, h)
     check(c.start().ok, "start failed")
+    h.wait_ran("poststart")
     check_eq(h.state("poststart").get("pid"), c.pid, "pid on poststart stdin")
 
 
@@ -379,9 +423,14 @@ def t_pst_pid(ctx):
                   "createRuntime runs after the container's mounts are set up")
 def t_cr_mounts(ctx):
     h = Hooks(ctx)
+    h.b.config["mounts"].append({"destination": "/mnt/hookmark", "type": "tmpfs", "source": "hookmark"})
     h.add("createRuntime")
     c = _created(ctx, h)
     pid = h.state("createRuntime")["pid"]
-    # the container mount namespace already exists and differs from ours
-    check(os.readlink(f"/proc/{c.pid}/ns/mnt") != _host_mntns(), "no mount namespace")
     check_eq(pid, c.pid, "pid on createRuntime stdin")
+    # what the hook read from /proc/<pid>/mountinfo while it ran: the configured
+    # tmpfs is there (under the rootfs path before pivot_root, or at /mnt/hookmark)
+    mounts = [ln.split() for ln in h.read("createRuntime", "ctrmounts").splitlines()]
+    hit = [m for m in mounts if len(m) > 4 and m[4].endswith("/mnt/hookmark") and "tmpfs" in m]
+    check(hit, f"the container's mounts as the createRuntime hook saw them lack /mnt/hookmark "
+               f"({len(mounts)} mounts)")

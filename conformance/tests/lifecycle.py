@@ -5,7 +5,6 @@ import json
 import os
 import time
 
-from conformance.context import proc_cgroup
 from conformance.registry import Fail, check, check_eq, conformance_test
 from conformance.runtime import pid_alive
 
@@ -46,17 +45,34 @@ def t_dup(ctx):
 @conformance_test("create-invalid-id", "runtime.md#create", "MUST",
                   "create with an invalid container ID is an error and creates nothing")
 def t_bad_id(ctx):
+    # positive control: a valid id is created and `list --format json` shows it
+    good = ctx.created(args=SLEEP)
+    check_eq(_listed_ids(ctx), [good.id], "ids in `list --format json` after a valid create")
     b = ctx.bundle()
     for bad in ("../escape", "a/b", ".."):
-        r = ctx.rt.call("create", "--bundle", b.path, bad)
+        c = ctx.container(bundle=b, cid=bad)
+        r = c.create()
         check(not r.ok, f"create with id {bad!r} succeeded")
-        listing = ctx.rt.call("list", "--format", "json")
-        check(listing.ok and listing.out.strip() in ("null", "[]"), f"list after {bad!r}: {listing.out.strip()[:80]}")
+        check_eq(_listed_ids(ctx), [good.id], f"ids in `list --format json` after create {bad!r}")
+    for p in ("escape", "root/a"):
+        check(not os.path.lexists(os.path.join(ctx.dir, p)), f"create with a bad id made {p} under the test dir")
+
+
+def _listed_ids(ctx) -> list[str]:
+    r = ctx.rt.call("list", "--format", "json")
+    check(r.ok, f"list --format json: {r.brief()}")
+    try:
+        data = json.loads(r.out or "null")
+    except ValueError:
+        raise Fail(f"list --format json is not JSON: {r.out.strip()[:80]!r}") from None
+    check(data is None or isinstance(data, list), f"list --format json gave {type(data).__name__}, want an array")
+    return sorted(str(x.get("id")) if isinstance(x, dict) else repr(x) for x in data or [])
 
 
 @conformance_test("create-missing-bundle", "runtime.md#create", "MUST",
                   "create with a bundle path that does not exist is an error")
 def t_missing_bundle(ctx):
+    ctx.control(None, "base config")
     cid = ctx.new_id()
     r = ctx.rt.call("create", "--bundle", os.path.join(ctx.dir, "does-not-exist"), cid)
     check(not r.ok, "create accepted a missing bundle")
@@ -66,6 +82,7 @@ def t_missing_bundle(ctx):
 @conformance_test("create-missing-config", "bundle.md#filesystem-bundle", "MUST",
                   "a bundle without config.json is refused")
 def t_missing_config(ctx):
+    ctx.control(None, "base config")
     b = ctx.bundle()
     os.unlink(b.file("config.json"))
     cid = ctx.new_id()
@@ -75,6 +92,7 @@ def t_missing_config(ctx):
 
 @conformance_test("create-no-id", "runtime.md#create", "MUST", "create without a container ID is an error")
 def t_create_noid(ctx):
+    ctx.control(None, "base config")
     b = ctx.bundle()
     r = ctx.rt.call("create", "--bundle", b.path)
     check(not r.ok, "create with no id succeeded")
@@ -95,14 +113,26 @@ def t_snapshot(ctx):
 
 
 @conformance_test("create-error-no-leftover", "runtime.md#errors", "MUST",
-                  "a failed create leaves no container and no process behind")
+                  "a create that fails late leaves no state, process, mount or cgroup behind")
 def t_error_leftover(ctx):
+    cg = ctx.cgroup_path()
+
     def bad(cfg):
-        cfg["linux"]["namespaces"].append({"type": "bogus-namespace"})
-    before = set(os.listdir(ctx.rt.root)) if os.path.isdir(ctx.rt.root) else set()
-    ctx.expect_create_error(bad, "an unknown namespace type")
-    after = set(os.listdir(ctx.rt.root)) if os.path.isdir(ctx.rt.root) else set()
-    check(after <= before, f"files left in --root: {sorted(after - before)}")
+        # fails only when mount(2) runs, after the cgroup, namespaces and the
+        # first mounts exist: nothing a runtime can reject up front
+        cfg["linux"]["cgroupsPath"] = cg
+        cfg["mounts"].append({"destination": "/mnt/ok", "type": "tmpfs", "source": "tmpfs"})
+        cfg["mounts"].append({"destination": "/mnt/bad", "type": "tmpfs", "source": "tmpfs",
+                              "options": ["size=not-a-size"]})
+    c = ctx.container(mutate=bad)
+    r = c.create()
+    check(not r.ok, "create accepted a tmpfs mount with size=not-a-size")
+    check(not c.state_raw().ok, "the container still exists after the failed create")
+    left = ctx.leftovers([c])
+    if left:
+        time.sleep(0.3)  # a process may still be on its way out
+        left = ctx.leftovers([c])
+    check(not left, "left behind by the failed create: " + "; ".join(left))
 
 
 @conformance_test("create-unknown-properties", "config.md#extensibility", "MUST",
@@ -164,6 +194,7 @@ def t_start_noid(ctx):
 @conformance_test("start-without-process", "config.md#process", "MUST",
                   "process is required by start: a config without it cannot be started")
 def t_no_process(ctx):
+    ctx.control(None, "base config")
     c = ctx.container(mutate=lambda cfg: cfg.pop("process"))
     r = c.create()
     if not r.ok:
@@ -174,6 +205,7 @@ def t_no_process(ctx):
 @conformance_test("start-missing-binary", "runtime.md#start", "MUST",
                   "start (or create) errors when process.args[0] cannot be executed")
 def t_missing_binary(ctx):
+    ctx.control(None, "base config")
     c = ctx.container(args=["/no/such/binary"])
     r = c.create()
     if not r.ok:
@@ -287,7 +319,6 @@ def t_delete_cgroup(ctx):
     ctx.need_v1("pids") if not ctx.host.cgroup_v2_unified else None
     cg = ctx.cgroup_path()
     c = ctx.created(lambda cfg: cfg["linux"].__setitem__("cgroupsPath", cg), args=SLEEP)
-    ctrl = "" if ctx.host.cgroup_v2_unified else "pids"
     p = ctx.host.controller_file("pids", cg, "")
     check(os.path.isdir(p), f"cgroup {p} not created")
     check(c.kill("KILL").ok, "kill failed")

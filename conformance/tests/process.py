@@ -7,6 +7,7 @@ import os
 import socket
 import time
 
+from conformance.bundle import DEFAULT_CAPS
 from conformance.registry import Fail, Skip, check, check_eq, conformance_test
 
 CAPS = ["CHOWN", "DAC_OVERRIDE", "DAC_READ_SEARCH", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID",
@@ -71,7 +72,7 @@ def t_cwd(ctx):
 @conformance_test("process-cwd-relative-error", "config.md#process", "MUST",
                   "process.cwd must be absolute: a relative cwd is refused")
 def t_cwd_rel(ctx):
-    ctx.expect_create_error(setp(cwd="tmp"), "relative cwd")
+    ctx.expect_create_error(setp(cwd="tmp"), "relative cwd", control=setp(cwd="/tmp"), control_what="cwd /tmp")
 
 
 @conformance_test("process-user-uid-gid", "config.md#posix-platform-user", "MUST",
@@ -128,15 +129,22 @@ def t_rlimits(ctx):
 @conformance_test("process-rlimit-unknown-type", "config.md#posix-process", "MUST",
                   "an rlimit type with no kernel equivalent is an error")
 def t_rlimit_bad(ctx):
-    ctx.expect_create_error(setp(rlimits=[{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]), "RLIMIT_BOGUS")
+    ctx.expect_create_error(setp(rlimits=[{"type": "RLIMIT_BOGUS", "soft": 1, "hard": 1}]), "RLIMIT_BOGUS",
+                            control=setp(rlimits=[{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 100}]),
+                            control_what="RLIMIT_NOFILE")
 
 
 @conformance_test("process-rlimit-duplicate", "config.md#posix-process", "MUST",
                   "the same rlimit type twice is an error")
 def t_rlimit_dup(ctx):
-    ctx.expect_create_error(setp(rlimits=[{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 100},
-                                          {"type": "RLIMIT_NOFILE", "soft": 200, "hard": 200}]),
-                            "duplicate RLIMIT_NOFILE")
+    # the second entry lowers the limit, so applying both would not fail by
+    # accident (raising a hard limit can): only a check for duplicates refuses
+    ctx.expect_create_error(setp(rlimits=[{"type": "RLIMIT_NOFILE", "soft": 200, "hard": 200},
+                                          {"type": "RLIMIT_NOFILE", "soft": 100, "hard": 100}]),
+                            "duplicate RLIMIT_NOFILE",
+                            control=setp(rlimits=[{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 100},
+                                                  {"type": "RLIMIT_CORE", "soft": 200, "hard": 200}]),
+                            control_what="two different rlimits")
 
 
 CAPSET = {"bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SETUID", "CAP_SETGID"],
@@ -153,11 +161,6 @@ def _cap_test(which):
                       f"capabilities.{which} is exactly the configured set (uid 0)")
     def t(ctx):
         caps = {k: list(v) for k, v in CAPSET.items()}
-        if which in ("permitted", "effective"):
-            # For uid 0 the kernel's execve rules make permitted (and so
-            # effective) equal to the bounding set, so only a config whose
-            # sets agree with that is observable without file capabilities.
-            caps["permitted"] = caps["effective"] = list(caps["bounding"])
         f = ctx.facts(setp(capabilities=caps))
         got = int(f[KEY[which]], 16)
         want = capmask(caps[which])
@@ -165,8 +168,65 @@ def _cap_test(which):
     return t
 
 
-for _w in CAPSET:
+# bounding, inheritable and ambient survive execve as configured; permitted and
+# effective do not (execve rebuilds them), so they get tests of their own below
+for _w in ("bounding", "inheritable", "ambient"):
     _cap_test(_w)
+
+
+@conformance_test("process-caps-permitted", "config.md#linux-process", "MUST",
+                  "capabilities.permitted is the configured set (seen through ambient, uid 1000)")
+def t_caps_permitted(ctx):
+    # execve rebuilds permitted: for a non-root program without file caps it
+    # becomes the ambient set, and the kernel only lets a capability be ambient
+    # while it is permitted.  CAP_CHOWN is asked for in ambient (and is in
+    # bounding and inheritable) but not in permitted, so it cannot be granted:
+    # a runtime that applies permitted ends up with KILL+NET_BIND_SERVICE, one
+    # that leaves permitted wider lets CHOWN through.
+    caps = {"bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+            "permitted": ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
+            "effective": ["CAP_KILL", "CAP_NET_BIND_SERVICE"],
+            "inheritable": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+            "ambient": ["CAP_CHOWN", "CAP_KILL", "CAP_NET_BIND_SERVICE"]}
+    f = ctx.facts(setp(user={"uid": 1000, "gid": 1000}, capabilities=caps))
+    want = capmask(caps["permitted"])
+    check_eq((hex(int(f["cap_prm"], 16)), hex(int(f["cap_amb"], 16))), (hex(want), hex(want)),
+             "permitted/ambient masks after exec (CAP_CHOWN is not permitted)")
+
+
+@conformance_test("process-caps-effective", "config.md#linux-process", "MUST",
+                  "capabilities.effective is in force when the program is exec'd (uid 0)")
+def t_caps_effective(ctx):
+    # execve rebuilds effective too, but the kernel checks the permission to
+    # execute the program with the credentials from before the exec.  The
+    # program is mode 0700 and owned by uid 5000, so uid 0 may run it only
+    # with CAP_DAC_OVERRIDE in its effective set.
+    def cfg(eff):
+        def mut(c):
+            c["process"]["args"] = ["/probe-x"]
+            c["process"]["capabilities"] = {"bounding": list(DEFAULT_CAPS), "permitted": list(DEFAULT_CAPS),
+                                            "effective": eff}
+        return mut
+
+    def attempt(eff) -> str:
+        b = ctx.bundle(cfg(eff))
+        import shutil
+        dst = os.path.join(b.rootfs, "probe-x")
+        shutil.copyfile(os.path.join(b.rootfs, "probe"), dst)  # a copy: the rootfs is hard-linked
+        os.chown(dst, 5000, 5000)
+        os.chmod(dst, 0o700)
+        c = ctx.container(bundle=b)
+        r = c.create()
+        if not r.ok:  # runc and crun check that args[0] is executable at create
+            return f"create failed: {r.brief()}"
+        c.start()  # may fail: exec happens during start
+        c.wait_exit(10)
+        return c.stdout()
+    with_dac = attempt(list(DEFAULT_CAPS))
+    check("pid=" in with_dac, f"with CAP_DAC_OVERRIDE effective the program did not run: {with_dac.strip()[:160]!r}")
+    without = attempt([x for x in DEFAULT_CAPS if x != "CAP_DAC_OVERRIDE"])
+    check("pid=" not in without, "the program ran although CAP_DAC_OVERRIDE was not in the effective set "
+                                 "(effective not applied before exec)")
 
 
 @conformance_test("process-caps-nonroot-ambient", "config.md#linux-process", "MUST",
@@ -257,7 +317,7 @@ def t_fds_leak(ctx):
     import subprocess
     with open(c.out_path, "ab") as out, open(c.err_path, "ab") as err:
         p = subprocess.run(ctx.rt.cmd("create", "--bundle", c.bundle.path, c.id), stdout=out, stderr=err,
-                           stdin=subprocess.DEVNULL, pass_fds=(r,), timeout=20)
+                           stdin=subprocess.DEVNULL, pass_fds=(r,), timeout=20, env=ctx.rt.env)
     check(p.returncode == 0, f"create failed: {c.stderr()[-200:]}")
     st = c.state()
     c.pid = st.get("pid", 0) if isinstance(st, dict) else 0
@@ -296,8 +356,7 @@ def _recv_master(sock: socket.socket, timeout: float = 10.0) -> int:
 
 
 def _term_run(ctx, args, mutate=None):
-    sock_path = os.path.join(ctx.dir, "console.sock")
-    os.makedirs(ctx.dir, exist_ok=True)
+    sock_path = ctx.socket_path("console.sock")
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     srv.bind(sock_path)
     srv.listen(1)
@@ -362,3 +421,10 @@ def t_console_size(ctx):
 def t_ctty(ctx):
     _, out = _term_run(ctx, ["/probe", "open", "/dev/tty"])
     check("errno=0" in out, f"opening /dev/tty: {out.strip()!r}")
+
+
+@conformance_test("process-console-size-ignored", "config.md#process", "MUST",
+                  "consoleSize is ignored when terminal is false: the program runs with non-tty stdio")
+def t_console_size_ignored(ctx):
+    f = ctx.facts(setp(terminal=False, consoleSize={"height": 33, "width": 111}))
+    check_eq((f["isatty0"], f["isatty1"], f["isatty2"]), ("0", "0", "0"), "isatty 0/1/2")

@@ -3,6 +3,7 @@ conditions and errnoRet."""
 from __future__ import annotations
 
 import errno
+import os
 
 from conformance.context import parse_kv
 from conformance.registry import Fail, Skip, check, check_eq, conformance_test
@@ -72,28 +73,33 @@ def t_allow(ctx):
     check_eq(kv.get("errno"), "0", "errno of getpid")
 
 
+def _killed_by_sigsys(ctx, action):
+    """Run the probe's getpriority under ``action`` from a shell that reports
+    how the probe ended: killed by SIGSYS is exit status 128 + 31."""
+    mut = _seccomp(ctx, syscalls=[{"names": ["getpriority"], "action": action}])
+    _, out = ctx.run(mut, ["/bin/sh", "-c", "/probe sys getpriority 0 0; echo status=$?"])
+    words = out.split()
+    check(any(w.startswith("status=") for w in words), f"the shell did not report the probe's end: {words}")
+    check(not any(w.startswith("ret=") for w in words), f"getpriority returned: {words}")
+    check("status=159" in words, f"output {words} (want death by SIGSYS: status=159)")
+
+
 @conformance_test("seccomp-kill-action", "config-linux.md#seccomp", "MUST",
                   "SCMP_ACT_KILL kills the process on the syscall")
 def t_kill(ctx):
-    mut = _seccomp(ctx, syscalls=[{"names": ["getpriority"], "action": "SCMP_ACT_KILL"}])
-    kv, _ = _try(ctx, mut, "getpriority")
-    check("ret" not in kv, f"getpriority returned: {kv}")
+    _killed_by_sigsys(ctx, "SCMP_ACT_KILL")
 
 
 @conformance_test("seccomp-kill-process-action", "config-linux.md#seccomp", "MUST",
                   "SCMP_ACT_KILL_PROCESS kills the process on the syscall")
 def t_kill_proc(ctx):
-    mut = _seccomp(ctx, syscalls=[{"names": ["getpriority"], "action": "SCMP_ACT_KILL_PROCESS"}])
-    kv, _ = _try(ctx, mut, "getpriority")
-    check("ret" not in kv, f"getpriority returned: {kv}")
+    _killed_by_sigsys(ctx, "SCMP_ACT_KILL_PROCESS")
 
 
 @conformance_test("seccomp-trap-action", "config-linux.md#seccomp", "MUST",
                   "SCMP_ACT_TRAP sends SIGSYS on the syscall")
 def t_trap(ctx):
-    mut = _seccomp(ctx, syscalls=[{"names": ["getpriority"], "action": "SCMP_ACT_TRAP"}])
-    _, out = ctx.run(mut, ["/bin/sh", "-c", "/probe sys getpriority 0 0; echo status=$?"])
-    check("status=159" in out, f"output {out.split()} (want exit by SIGSYS = 128+31)")
+    _killed_by_sigsys(ctx, "SCMP_ACT_TRAP")
 
 
 @conformance_test("seccomp-log-action", "config-linux.md#seccomp", "MUST",
@@ -176,21 +182,28 @@ def t_nomode(ctx):
                   "errnoRet with an action other than ERRNO/TRACE is an error")
 def t_errnoret_bad(ctx):
     ctx.expect_create_error(_seccomp(ctx, syscalls=[{"names": ["getpriority"], "action": "SCMP_ACT_ALLOW",
-                                                     "errnoRet": 5}]), "errnoRet with SCMP_ACT_ALLOW")
+                                                     "errnoRet": 5}]), "errnoRet with SCMP_ACT_ALLOW",
+                            control=_seccomp(ctx, syscalls=[{"names": ["getpriority"], "action": "SCMP_ACT_ERRNO",
+                                                             "errnoRet": 5}]),
+                            control_what="errnoRet with SCMP_ACT_ERRNO")
 
 
 @conformance_test("seccomp-invalid-action", "config-linux.md#seccomp", "MUST",
                   "an unknown seccomp action is an error")
 def t_bad_action(ctx):
     ctx.expect_create_error(_seccomp(ctx, syscalls=[{"names": ["getpriority"], "action": "SCMP_ACT_FROB"}]),
-                            "action SCMP_ACT_FROB")
+                            "action SCMP_ACT_FROB", control=_seccomp(ctx, syscalls=[{"names": ["getpriority"],
+                                                                                     "action": "SCMP_ACT_ERRNO"}]),
+                            control_what="action SCMP_ACT_ERRNO")
 
 
 @conformance_test("seccomp-invalid-operator", "config-linux.md#seccomp", "MUST",
                   "an unknown argument operator is an error")
 def t_bad_op(ctx):
     rule = {"names": ["umask"], "action": "SCMP_ACT_ERRNO", "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_XX"}]}
-    ctx.expect_create_error(_seccomp(ctx, syscalls=[rule]), "operator SCMP_CMP_XX")
+    good = dict(rule, args=[{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}])
+    ctx.expect_create_error(_seccomp(ctx, syscalls=[rule]), "operator SCMP_CMP_XX",
+                            control=_seccomp(ctx, syscalls=[good]), control_what="operator SCMP_CMP_EQ")
 
 
 @conformance_test("seccomp-listener-metadata-without-path", "config-linux.md#seccomp", "MUST",
@@ -198,4 +211,113 @@ def t_bad_op(ctx):
 def t_listener_meta(ctx):
     ctx.expect_create_error(_seccomp(ctx, listenerMetadata="x",
                                      syscalls=[{"names": ["getpriority"], "action": "SCMP_ACT_ERRNO"}]),
-                            "listenerMetadata without listenerPath")
+                            "listenerMetadata without listenerPath",
+                            control=_seccomp(ctx, syscalls=[{"names": ["getpriority"], "action": "SCMP_ACT_ERRNO"}]),
+                            control_what="the same filter without listenerMetadata")
+
+
+class _Listener:
+    """A seccomp agent stand-in: one AF_UNIX stream socket in the test dir,
+    accepting in a thread and recording every recvmsg until EOF."""
+
+    def __init__(self, ctx):
+        import socket
+        import threading
+        self.path = ctx.socket_path("seccomp.sock")
+        self.srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.srv.bind(self.path)
+        self.srv.listen(4)
+        self.srv.settimeout(20)
+        self.chunks: list[tuple[bytes, list[int]]] = []
+        self.connections = 0
+        self.eof = False
+        self.error = ""
+        ctx.finalizers.append(self.close)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        import array
+        import socket
+        try:
+            conn, _ = self.srv.accept()
+        except OSError as e:
+            self.error = f"no connection: {e}"
+            return
+        self.connections += 1
+        conn.settimeout(20)
+        try:
+            while True:
+                fds = array.array("i")
+                data, anc, _, _ = conn.recvmsg(65536, socket.CMSG_SPACE(16 * 4))
+                for level, typ, cdata in anc:
+                    if level == socket.SOL_SOCKET and typ == socket.SCM_RIGHTS:
+                        fds.frombytes(cdata[: len(cdata) - len(cdata) % 4])
+                if not data and not fds:
+                    self.eof = True
+                    break
+                self.chunks.append((data, list(fds)))
+        except OSError as e:
+            self.error = f"reading the connection: {e}"
+        finally:
+            conn.close()
+
+    def wait(self):
+        self.thread.join(25)
+
+    def close(self):
+        self.srv.close()
+        for _, fds in self.chunks:
+            for fd in fds:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+
+
+def _notify(ctx, path):
+    return _seccomp(ctx, listenerPath=path, listenerMetadata="conformance-metadata",
+                    syscalls=[{"names": ["getpriority"], "action": "SCMP_ACT_NOTIFY"}])
+
+
+@conformance_test("seccomp-listener-state", "config-linux.md#the-container-process-state", "MUST",
+                  "SCMP_ACT_NOTIFY + listenerPath: one container process state (JSON, seccomp fd by SCM_RIGHTS "
+                  "in the first sendmsg) per AF_UNIX stream connection, which is then closed")
+def t_listener(ctx):
+    import json
+    lst = _Listener(ctx)
+    c = ctx.created(_notify(ctx, lst.path), ["/bin/sleep", "30"])
+    lst.wait()
+    check(lst.connections == 1 and not lst.error, f"listener: {lst.error or 'no connection'}")
+    check(lst.eof, "the runtime did not close the connection after sending the state")
+    check(lst.chunks, "the connection carried no data")
+    data = b"".join(d for d, _ in lst.chunks)
+    fd_chunks = [i for i, (_, fds) in enumerate(lst.chunks) if fds]
+    check(fd_chunks == [0], f"descriptors arrived in recvmsg calls {fd_chunks}, want only the first")
+    try:
+        st = json.loads(data)  # exactly one JSON document: trailing data is an error
+    except ValueError as e:
+        raise Fail(f"the payload is not one JSON document ({e}): {data[:120]!r}") from None
+    check(isinstance(st, dict), f"the payload is {type(st).__name__}, not an object")
+    missing = [k for k in ("ociVersion", "pid", "state") if k not in st]
+    check(not missing, f"container process state lacks {missing}: {sorted(st)}")
+    check_eq(st.get("pid"), c.pid, "pid (the container process as seen by the runtime)")
+    check(isinstance(st["state"], dict) and st["state"].get("id") == c.id,
+          f"state.id {st['state'].get('id') if isinstance(st['state'], dict) else st['state']!r}")
+    check_eq(st.get("metadata"), "conformance-metadata", "metadata")
+    fds = lst.chunks[0][1]
+    names = st.get("fds", [])
+    check(isinstance(names, list) and "seccompFd" in names and len(names) == len(fds),
+          f"fds {names} for {len(fds)} descriptors")
+    link = os.readlink(f"/proc/self/fd/{fds[names.index('seccompFd')]}")
+    check("seccomp" in link, f"the seccompFd descriptor is {link}, not a seccomp notify fd")
+
+
+@conformance_test("seccomp-listener-unreachable", "config-linux.md#seccomp", "MUST",
+                  "failing to send the container process state to listenerPath is an error")
+def t_listener_missing(ctx):
+    lst = _Listener(ctx)  # positive control: the same config with a listening socket works
+    ctx.control(_notify(ctx, lst.path), "listenerPath of a listening socket")
+    lst.wait()
+    ctx.expect_create_error(_notify(ctx, ctx.socket_path("nobody-listens.sock")),
+                            "a listenerPath where no socket exists", control=None)

@@ -45,13 +45,6 @@ DEVICE_TYPES = frozenset({"c", "b", "u", "p"})
 MAX_ID_MAP_LINES = 340
 
 NOT_YET: dict[str, str] = {
-    "linux.intelRdt": "Intel RDT (not implemented yet)",
-    "linux.netDevices": "moving network devices (not implemented yet)",
-    "linux.memoryPolicy": "NUMA memory policy (not implemented yet)",
-    "process.scheduler": "scheduler policy (not implemented yet)",
-    "process.ioPriority": "I/O priority (not implemented yet)",
-    "mounts[].uidMappings": "id-mapped mounts (not implemented yet)",
-    "mounts[].gidMappings": "id-mapped mounts (not implemented yet)",
 }
 
 

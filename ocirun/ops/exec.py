@@ -20,6 +20,7 @@ from ocirun.errors import ConfigError, StateError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
     from ocirun.ops.run import Forwarder
@@ -146,7 +147,10 @@ def exec_process(store: StateStore, cid: str, proc: dict[str, Any], opts: ExecOp
     # what the tenant uses, imported before the fork (see init.preload)
     import ocirun.process.setup
     import ocirun.rlimits
+    import ocirun.sched
     import ocirun.user
+    if plan.mem_policy is not None:
+        import ocirun.mempolicy
     if plan.apparmor_profile or plan.selinux_label:
         import ocirun.lsm  # noqa: F401
     paths = st.cgroup_paths
@@ -166,8 +170,11 @@ def exec_process(store: StateStore, cid: str, proc: dict[str, Any], opts: ExecOp
             if opts.detach:
                 sink.connect()
             rb.push(sink.close)
-        pid = launch(Launch(TENANT, Entry(fds), lambda chan: run_tenant(plan, chan, sys),
-                            mgr=mgr, on_fds=lambda msg: _take_fds(st, plan, msg, sink)), rb, sys)
+        initial = plan.cpu_affinity[0] if plan.cpu_affinity else None
+        pid = launch(Launch(TENANT, Entry(fds, cpus=initial),
+                            lambda chan: run_tenant(plan, chan, sys),
+                            mgr=mgr, on_fds=lambda msg: _take_fds(st, plan, msg, sink),
+                            on_pid=_rdt_joiner(st)), rb, sys)
         _close_all(fds)
         if opts.pid_file:
             from ocirun.ops.create import write_pid_file
@@ -256,6 +263,14 @@ def _take_fds(st: ContainerState, plan: ProcessPlan, msg: dict[str, Any], sink: 
                 os.close(fd)
             except OSError:
                 pass
+
+
+def _rdt_joiner(st: ContainerState) -> Callable[[int], None] | None:
+    """The container's resctrl group, which an exec'd process joins too."""
+    if not os.path.exists(os.path.join(st.dir, "resctrl")):
+        return None
+    from ocirun.ops.hostside import join_rdt
+    return lambda pid: join_rdt(st.dir, pid)
 
 
 def _close_all(fds: list[tuple[int, int]]) -> None:

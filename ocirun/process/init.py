@@ -57,7 +57,10 @@ def preload(plan: ContainerPlan) -> None:
     import ocirun.process.intermediate
     import ocirun.rlimits
     import ocirun.rootfs
+    import ocirun.sched
     import ocirun.user
+    if plan.process.mem_policy is not None:
+        import ocirun.mempolicy
     if plan.hooks:
         import ocirun.hooks  # noqa: F401
     if plan.process.terminal:

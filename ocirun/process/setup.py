@@ -10,6 +10,8 @@ config-linux.md "Personality") in this order, each step a named function:
   S2 set_personality;
   S3 apply_limits: rlimits and oom_score_adj, while still privileged
      (raising a hard limit or lowering the score needs CAP_SYS_RESOURCE);
+  S3a apply_scheduling: memory policy, I/O priority, scheduler, also while
+     privileged (realtime classes need CAP_SYS_NICE / CAP_SYS_ADMIN);
   S3b set_lsm_labels: the AppArmor profile and SELinux label the next
      execve takes on (ocirun/lsm.py), while /proc/self/attr is still ours
      and before a seccomp filter could forbid the writes;
@@ -81,6 +83,18 @@ def apply_limits(p: ProcessPlan) -> None:                                      #
     if p.rlimits:
         apply_rlimits(p.rlimits)
     apply_oom_score_adj(p.oom_score_adj)
+
+
+def apply_scheduling(p: ProcessPlan, sys: api.Syscalls) -> None:             # S3a
+    if p.mem_policy is not None:
+        from ocirun.mempolicy import apply_mempolicy
+        apply_mempolicy(p.mem_policy, sys)
+    if p.io_priority is not None:
+        from ocirun.sched import apply_ioprio
+        apply_ioprio(p.io_priority[0], p.io_priority[1], sys)
+    if p.scheduler is not None:
+        from ocirun.sched import apply_scheduler
+        apply_scheduler(p.scheduler, sys)
 
 
 def set_lsm_labels(p: ProcessPlan) -> None:                                    # S3b
@@ -210,6 +224,9 @@ def prepare_process(p: ProcessPlan, sys: api.Syscalls,
     t = steps.begin()
     apply_limits(p)
     steps.end("S3", "rlimits, oom_score_adj", t)
+    t = steps.begin()
+    apply_scheduling(p, sys)
+    steps.end("S3a", "memory policy, I/O priority, scheduler", t)
     t = steps.begin()
     set_lsm_labels(p)
     steps.end("S3b", "LSM labels", t)

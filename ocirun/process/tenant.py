@@ -45,7 +45,7 @@ def run_tenant(p: ProcessPlan, chan: Channel, sys: Syscalls) -> None:
     # terminal too: its master must not reach the runtime before our pid.
     late = p.seccomp is None and not p.terminal
     if not late:
-        wait_for_cgroup(chan)                                                  # T2
+        wait_for_cgroup(chan, p, sys)                                          # T2
     if p.terminal:                                                             # T2a
         t = steps.begin()
         open_terminal(p, chan)
@@ -55,7 +55,7 @@ def run_tenant(p: ProcessPlan, chan: Channel, sys: Syscalls) -> None:
         p, sys, lambda fd: chan.send("seccomp_listener", fds=(fd,)))
     steps.end("T3", "process step S1-S9", t)
     if late:
-        wait_for_cgroup(chan)                                                  # T2
+        wait_for_cgroup(chan, p, sys)                                          # T2
     env = None
     if "LISTEN_PID=1" in p.env:
         # Socket activation: LISTEN_PID names the process that owns the fds,
@@ -65,9 +65,13 @@ def run_tenant(p: ProcessPlan, chan: Channel, sys: Syscalls) -> None:
     setup.exec_process(p, exe, env)                                            # T4 (S10)
 
 
-def wait_for_cgroup(chan: Channel) -> None:                                    # T2
+def wait_for_cgroup(chan: Channel, p: ProcessPlan, sys: Syscalls) -> None:    # T2
     t = steps.begin()
     chan.expect("cgroup_ready")
+    if p.cpu_affinity is not None and p.cpu_affinity[1] is not None:
+        # execCPUAffinity.final: once in the cgroup (whose cpuset reset it).
+        from ocirun.sched import set_affinity
+        set_affinity(p.cpu_affinity[1], "process.execCPUAffinity.final", sys)
     steps.end("T2", "wait for the cgroup", t)
 
 

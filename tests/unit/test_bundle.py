@@ -54,12 +54,43 @@ def test_config_is_a_directory(bundle: Path) -> None:
         load_bundle(str(bundle))
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files regardless of mode")
-def test_config_unreadable(bundle: Path) -> None:
-    write(bundle, "{}")
-    (bundle / "config.json").chmod(0)
-    with pytest.raises(BundleError, match="Permission denied"):
-        load_bundle(str(bundle))
+def test_config_unreadable() -> None:
+    """Root reads files whatever their mode, so as root the check runs in a
+    child that has dropped to nobody (uid/gid 65534, no groups)."""
+    import shutil
+    import tempfile
+
+    top = tempfile.mkdtemp(prefix="ocirun-unreadable-")
+    try:
+        os.chmod(top, 0o755)  # nobody must reach the bundle, just not read config.json
+        bundle = Path(top)
+        (bundle / "rootfs").mkdir()
+        write(bundle, "{}")
+        (bundle / "config.json").chmod(0)
+
+        def check() -> int:
+            try:
+                load_bundle(str(bundle))
+            except BundleError as e:
+                return 0 if "Permission denied" in str(e) else 4
+            return 5
+
+        if os.geteuid() != 0:
+            assert check() == 0
+            return
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.setgroups([])
+                os.setresgid(65534, 65534, 65534)
+                os.setresuid(65534, 65534, 65534)
+                code = check()
+            finally:
+                os._exit(code)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def test_not_utf8(bundle: Path) -> None:

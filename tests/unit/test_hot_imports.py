@@ -17,11 +17,16 @@ HEAVY = {"jsonschema", "argparse", "logging", "subprocess", "dataclasses", "typi
          "contextlib", "enum"}
 
 
-def imported(argv, tmp_path):
+def imported(argv, tmp_path, want_rc):
     code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); from ocirun.cli import main; "
             f"sys.exit(main({argv!r}))")
     r = subprocess.run([sys.executable, "-I", "-S", "-X", "importtime", "-c", code],
                        capture_output=True, text=True, cwd=tmp_path)
+    # a crash must not pass as "imported little": the command has to end the
+    # way it does for a user (status, no traceback)
+    errors = "\n".join(ln for ln in r.stderr.splitlines() if not ln.startswith("import time:"))
+    assert "Traceback" not in errors, f"{argv}: crashed:\n{errors}"
+    assert r.returncode == want_rc, f"{argv}: exit status {r.returncode}, want {want_rc}:\n{errors}"
     mods = set()
     for line in r.stderr.splitlines():
         if line.startswith("import time:") and "|" in line:
@@ -29,12 +34,12 @@ def imported(argv, tmp_path):
     return mods
 
 
-@pytest.mark.parametrize("argv", [
-    ["state", "nosuch"], ["kill", "nosuch", "KILL"], ["delete", "nosuch"], ["start", "nosuch"],
-    ["delete", "-f", "nosuch"], ["list"], ["--version"],
+@pytest.mark.parametrize("argv, want_rc", [
+    (["state", "nosuch"], 1), (["kill", "nosuch", "KILL"], 1), (["delete", "nosuch"], 1),
+    (["start", "nosuch"], 1), (["delete", "-f", "nosuch"], 0), (["list"], 0), (["--version"], 0),
 ])
-def test_hot_commands_stay_lean(argv, tmp_path):
-    mods = imported(["--root", str(tmp_path / "root")] + argv, tmp_path)
+def test_hot_commands_stay_lean(argv, want_rc, tmp_path):
+    mods = imported(["--root", str(tmp_path / "root")] + argv, tmp_path, want_rc)
     assert "ocirun" in mods
     assert not (mods & HEAVY), f"{argv}: heavy imports {sorted(mods & HEAVY)}"
 
@@ -50,6 +55,8 @@ def ocirun_modules(argv, tmp_path):
             f"sys.exit(main({argv!r}))")
     r = subprocess.run([sys.executable, "-I", "-S", "-X", "importtime", "-c", code],
                        capture_output=True, text=True, cwd=tmp_path)
+    errors = "\n".join(ln for ln in r.stderr.splitlines() if not ln.startswith("import time:"))
+    assert "Traceback" not in errors, f"{argv}: crashed:\n{errors}"
     return r.returncode, {line.rsplit("|", 1)[1].strip() for line in r.stderr.splitlines()
                           if line.startswith("import time:") and "|" in line}
 
@@ -59,7 +66,8 @@ def ocirun_modules(argv, tmp_path):
     ["kill", "nosuch", "KILL"], ["delete", "nosuch"], ["start", "nosuch"], ["list"], ["--version"],
 ])
 def test_commands_import_no_help_code(argv, tmp_path):
-    _, mods = ocirun_modules(["--root", str(tmp_path / "root")] + argv, tmp_path)
+    rc, mods = ocirun_modules(["--root", str(tmp_path / "root")] + argv, tmp_path)
+    assert rc == (0 if argv in (["list"], ["--version"]) else 1), f"{argv}: exit status {rc}"
     assert "ocirun.cmdtable" in mods and "ocirun.commands" in mods or argv == ["--version"]
     assert not (mods & HELP_CODE), f"{argv}: imports {sorted(mods & HELP_CODE)}"
 

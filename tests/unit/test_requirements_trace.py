@@ -182,3 +182,44 @@ def test_parser_on_sample() -> None:
     assert [x.id for x in r] == ["RT-01", "C-01"]
     assert r[0].test_ids() == ["state-id", "state-schema"]
     assert r[1].kind == "untestable" and r[1].test_ids() == []
+
+
+# -- cross-check against the released v1.3.0 Markdown (when it is around) -----
+SPEC_TEXT = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "oci-runtime-spec", "text")
+# sections whose MUSTs bind other platforms only, or sit under a sub-heading of
+# a section the rows cite (the "Example" of config-linux.md#unified)
+NOT_TRACED = {"config.md#platform-specific-configuration", "config-linux.md#example"}
+
+
+def _anchor(heading: str) -> str:
+    h = re.sub(r'<a name="[^"]*"\s*/>', "", heading).strip().lower()
+    return re.sub(r"[^\w\- ]", "", h).replace(" ", "-")
+
+
+def _sections_with_must(name: str) -> tuple[set[str], set[str]]:
+    """(all heading anchors, anchors of sections holding an upper-case MUST)."""
+    heads, musts = set(), set()
+    cur, in_code = "", False
+    with open(os.path.join(SPEC_TEXT, name), encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("```"):
+                in_code = not in_code
+            m = re.match(r"^#+ (.*)", line)
+            if m and not in_code:
+                cur = _anchor(m.group(1))
+                heads.add(cur)
+            elif not in_code and re.search(r"\bMUST\b", line):
+                musts.add(cur)
+    return heads, musts
+
+
+@pytest.mark.skipif(not os.path.isdir(SPEC_TEXT), reason="../shared/oci-runtime-spec/text not here (a clone elsewhere)")
+def test_against_released_text(rows: list[Row]) -> None:
+    cited = {f"{r.file}#{r.anchor}" for r in rows}
+    missing_anchor, untraced = [], []
+    for name in ("runtime.md", "runtime-linux.md", "config.md", "config-linux.md"):
+        heads, musts = _sections_with_must(name)
+        missing_anchor += [c for c in cited if c.startswith(name + "#") and c.split("#")[1] not in heads]
+        untraced += [f"{name}#{a}" for a in musts if f"{name}#{a}" not in cited | NOT_TRACED]
+    assert not missing_anchor, f"cited anchors that the released text does not have: {sorted(missing_anchor)}"
+    assert not untraced, f"sections of the released text with a MUST and no row: {sorted(untraced)}"

@@ -1,0 +1,318 @@
+"""Mutant runtimes: the suite's proof that its tests can fail.
+
+Each mutant is a wrapper around a real runtime (runc in the self-test) that
+changes ONE thing before handing over: it drops or alters one part of
+config.json at ``create``/``run``, refuses a whole feature the way a runtime
+that lacks it would, or leaves something behind.  ``KILLERS`` names, for each
+mutant, conformance tests that pass on the real runtime and must FAIL on the
+mutant; tests/unit/test_conformance_mutants.py checks exactly that.
+
+Used as a runtime:
+
+    python -m conformance --runtime "python3 conformance/mutants.py drop-hooks /usr/sbin/runc" \\
+        --expected /dev/null --id hook-prestart-runs
+
+This file is run by path as a runtime (its cwd is then a bundle), so it uses
+the standard library only and imports nothing from the suite.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Callable
+
+Config = dict
+
+
+class Refuse(Exception):
+    """The mutant plays a runtime that does not implement a feature."""
+
+
+def _proc(cfg: Config) -> dict:
+    return cfg.setdefault("process", {})
+
+
+def _linux(cfg: Config) -> dict:
+    return cfg.setdefault("linux", {})
+
+
+def _drop(path: str) -> Callable[[Config], None]:
+    """Remove the member at a dotted path (``process.capabilities.ambient``)."""
+    *parents, last = path.split(".")
+
+    def mut(cfg: Config) -> None:
+        d = cfg
+        for p in parents:
+            d = d.get(p) if isinstance(d, dict) else None
+            if d is None:
+                return
+        if isinstance(d, dict):
+            d.pop(last, None)
+    return mut
+
+
+def _refuse(path: str) -> Callable[[Config], None]:
+    """Refuse create when the member at ``path`` is present (a runtime
+    without the feature, rejecting valid and invalid configs alike)."""
+    parts = path.split(".")
+
+    def mut(cfg: Config) -> None:
+        d = cfg
+        for p in parts:
+            if not isinstance(d, dict) or p not in d:
+                return
+            d = d[p]
+        raise Refuse(f"{path}: not supported by this (mutant) runtime")
+    return mut
+
+
+def _caps_set(dst: str, src: str) -> Callable[[Config], None]:
+    def mut(cfg: Config) -> None:
+        caps = _proc(cfg).get("capabilities")
+        if isinstance(caps, dict) and src in caps:
+            caps[dst] = list(caps[src])
+    return mut
+
+
+def _extra_mounts(cfg: Config) -> list[dict]:
+    return [m for m in cfg.get("mounts", []) if str(m.get("destination", "")).startswith(("/mnt/", "mnt/"))]
+
+
+def drop_extra_mounts(cfg: Config) -> None:
+    """Every mount a test adds (they all live under /mnt) is not made."""
+    extra = _extra_mounts(cfg)
+    cfg["mounts"] = [m for m in cfg.get("mounts", []) if m not in extra]
+
+
+def drop_mount_options(cfg: Config) -> None:
+    """Mount options other than bind/rbind are ignored."""
+    for m in _extra_mounts(cfg):
+        if "options" in m:
+            m["options"] = [o for o in m["options"] if o in ("bind", "rbind")]
+
+
+def change_cwd(cfg: Config) -> None:
+    _proc(cfg)["cwd"] = "/"
+
+
+def user_root(cfg: Config) -> None:
+    """process.user is ignored: everything runs as root."""
+    _proc(cfg)["user"] = {"uid": 0, "gid": 0}
+
+
+def root_writable(cfg: Config) -> None:
+    cfg.setdefault("root", {})["readonly"] = False
+
+
+def drop_pid_namespace(cfg: Config) -> None:
+    ns = _linux(cfg).get("namespaces", [])
+    _linux(cfg)["namespaces"] = [n for n in ns if n.get("type") != "pid"]
+
+
+def drop_env(cfg: Config) -> None:
+    """process.env is replaced by a bare PATH (keeps the suite's leak mark)."""
+    env = _proc(cfg).get("env", [])
+    _proc(cfg)["env"] = ["PATH=/bin:/usr/bin:/sbin"] + [e for e in env if e.startswith("OCI_CONFORMANCE_MARK=")]
+
+
+MUTATIONS: dict[str, Callable[[Config], None]] = {
+    "drop-capabilities": _drop("process.capabilities"),
+    "permitted-as-bounding": _caps_set("permitted", "bounding"),
+    "effective-as-permitted": _caps_set("effective", "permitted"),
+    "drop-ambient": _drop("process.capabilities.ambient"),
+    "drop-cgroups-path": _drop("linux.cgroupsPath"),
+    "drop-memory-limits": _drop("linux.resources.memory"),
+    "drop-pids-limit": _drop("linux.resources.pids"),
+    "drop-device-rules": _drop("linux.resources.devices"),
+    "drop-extra-mounts": drop_extra_mounts,
+    "drop-mount-options": drop_mount_options,
+    "drop-hooks": _drop("hooks"),
+    "drop-seccomp": _drop("linux.seccomp"),
+    "change-cwd": change_cwd,
+    "user-root": user_root,
+    "drop-rlimits": _drop("process.rlimits"),
+    "drop-umask": _drop("process.user.umask"),
+    "drop-additional-gids": _drop("process.user.additionalGids"),
+    "drop-id-mappings": lambda cfg: (_drop("linux.uidMappings")(cfg), _drop("linux.gidMappings")(cfg)),
+    "drop-env": drop_env,
+    "drop-oom-score-adj": _drop("process.oomScoreAdj"),
+    "drop-no-new-privileges": _drop("process.noNewPrivileges"),
+    "drop-rootfs-propagation": _drop("linux.rootfsPropagation"),
+    "drop-pid-namespace": drop_pid_namespace,
+    "drop-masked-paths": _drop("linux.maskedPaths"),
+    "drop-readonly-paths": _drop("linux.readonlyPaths"),
+    "drop-devices": _drop("linux.devices"),
+    "drop-sysctl": _drop("linux.sysctl"),
+    "drop-hostname": _drop("hostname"),
+    "drop-annotations": _drop("annotations"),
+    "root-writable": root_writable,
+    "refuse-seccomp": _refuse("linux.seccomp"),
+    "refuse-personality": _refuse("linux.personality"),
+    "refuse-sysctl": _refuse("linux.sysctl"),
+    "refuse-rlimits": _refuse("process.rlimits"),
+    "refuse-rootfs-propagation": _refuse("linux.rootfsPropagation"),
+    "refuse-cgroup-cpu": _refuse("linux.resources.cpu"),
+    "refuse-hook-timeout": lambda cfg: [_refuse("timeout")(h) for hs in cfg.get("hooks", {}).values() for h in hs],
+}
+
+# Behaviours that are not a config change: handled by the wrapper itself.
+#   leak-process:      every create leaves a stray process carrying the test's environment
+#   leak-cgroup:       a failed create leaves its cgroup directory behind
+#   keep-state:        delete reports success but leaves the container
+BEHAVIOURS = ("leak-process", "leak-cgroup", "keep-state")
+
+# Conformance tests that pass on the real runtime and must fail on the mutant.
+KILLERS: dict[str, tuple[str, ...]] = {
+    "drop-capabilities": ("process-caps-bounding", "process-caps-inheritable", "process-caps-nonroot-none"),
+    "permitted-as-bounding": ("process-caps-permitted",),
+    "effective-as-permitted": ("process-caps-effective",),
+    "drop-ambient": ("process-caps-ambient", "process-caps-nonroot-ambient"),
+    "drop-cgroups-path": ("cg-path-absolute", "cg-pids-limit", "cg-memory-limit", "cg-resources-before-start",
+                          "delete-removes-cgroup"),
+    "drop-memory-limits": ("cg-memory-limit", "cg-memory-oom-effect"),
+    "drop-pids-limit": ("cg-pids-limit", "cg-pids-effect", "cg-resources-before-start"),
+    "drop-device-rules": ("dev-usable", "cg-devices-v1-rules"),
+    "drop-extra-mounts": ("mount-tmpfs", "mount-bind-dir", "mount-propagation-private", "mount-opt-strictatime",
+                          "hook-createRuntime-sees-mounts", "create-error-no-leftover"),
+    "drop-mount-options": ("mount-propagation-private", "mount-opt-strictatime", "mount-opt-ro", "mount-bind-ro",
+                           "mount-propagation-shared", "mount-propagation-rslave", "mount-propagation-slave",
+                           "mount-opt-dirsync"),
+    "drop-hooks": ("hook-prestart-runs", "hook-array-order", "hook-prestart-pid-ns-created",
+                   "hook-createRuntime-sees-mounts", "hook-createRuntime-fail"),
+    "drop-seccomp": ("seccomp-errno-action", "seccomp-kill-action", "seccomp-kill-process-action",
+                     "seccomp-trap-action", "seccomp-mode-filter", "seccomp-invalid-action", "seccomp-listener-state"),
+    "change-cwd": ("process-cwd",),
+    "user-root": ("process-user-uid-gid", "process-additional-gids"),
+    "drop-rlimits": ("process-rlimits", "process-rlimit-unknown-type"),
+    "drop-umask": ("process-umask", "process-umask-file"),
+    "drop-additional-gids": ("process-additional-gids",),
+    "drop-id-mappings": ("userns-uid-map", "userns-process-host-uid"),
+    "drop-env": ("process-env",),
+    "drop-oom-score-adj": ("process-oom-score-adj",),
+    "drop-no-new-privileges": ("process-no-new-privs-true",),
+    "drop-rootfs-propagation": ("rootfs-propagation-private", "rootfs-propagation-invalid"),
+    "drop-pid-namespace": ("ns-pid-new", "ns-pid-init-is-1"),
+    "drop-masked-paths": ("masked-paths-file", "masked-paths-dir"),
+    "drop-readonly-paths": ("readonly-paths",),
+    "drop-devices": ("dev-char", "dev-fifo"),
+    "drop-sysctl": ("sysctl", "sysctl-invalid"),
+    "drop-hostname": ("hostname",),
+    "drop-annotations": ("state-annotations", "annotations-value-not-string"),
+    "root-writable": ("root-readonly",),
+    "refuse-seccomp": ("seccomp-invalid-action", "seccomp-invalid-operator"),
+    "refuse-personality": ("personality-linux",),
+    "refuse-sysctl": ("sysctl-invalid",),
+    "refuse-rlimits": ("process-rlimit-unknown-type", "process-rlimits"),
+    "refuse-rootfs-propagation": ("rootfs-propagation-invalid",),
+    "refuse-cgroup-cpu": ("cg-invalid-value-error",),
+    "refuse-hook-timeout": ("hook-timeout-zero",),
+    "leak-process": ("state-id", "create-error-no-leftover", "kill-created"),
+    "leak-cgroup": ("create-error-no-leftover", "cg-invalid-value-error"),
+    "keep-state": ("delete-stopped", "delete-id-reuse"),
+}
+
+GLOBAL_WITH_VALUE = {"--root", "--log", "--log-format", "--criu", "--rootless"}
+
+
+def split_command(args: list[str]) -> tuple[str, list[str]]:
+    """(subcommand, its arguments) from a runc-style command line."""
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in GLOBAL_WITH_VALUE:
+            i += 2
+            continue
+        if a.startswith("-"):
+            i += 1
+            continue
+        return a, args[i + 1:]
+    return "", []
+
+
+def bundle_dir(sub_args: list[str]) -> str:
+    for i, a in enumerate(sub_args):
+        if a in ("--bundle", "-b") and i + 1 < len(sub_args):
+            return sub_args[i + 1]
+        if a.startswith("--bundle="):
+            return a.split("=", 1)[1]
+    return os.getcwd()
+
+
+def container_id(sub_args: list[str]) -> str:
+    skip = False
+    last = ""
+    for a in sub_args:
+        if skip:
+            skip = False
+            continue
+        if a in ("--bundle", "-b", "--console-socket", "--pid-file", "--preserve-fds"):
+            skip = True
+            continue
+        if not a.startswith("-"):
+            last = a
+            break
+    return last
+
+
+def _leak_process() -> None:
+    """A daemon that outlives everything, with the caller's environment."""
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            os.execvp("sleep", ["sleep", "120"])
+        os._exit(0)
+    os.wait()
+
+
+def _cgroup_dirs(cg: str) -> list[str]:
+    base = "/sys/fs/cgroup"
+    if os.path.exists(os.path.join(base, "cgroup.controllers")):
+        return [os.path.join(base, cg.lstrip("/"))]
+    return [os.path.join(base, c, cg.lstrip("/")) for c in sorted(os.listdir(base))
+            if os.path.exists(os.path.join(base, c, "cgroup.procs"))]
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) < 2 or (argv[0] not in MUTATIONS and argv[0] not in BEHAVIOURS):
+        print(f"usage: mutants.py MUTANT RUNTIME [ARGS...]; mutants: {', '.join([*MUTATIONS, *BEHAVIOURS])}",
+              file=sys.stderr)
+        return 2
+    name, real, rest = argv[0], argv[1], argv[2:]
+    sub, sub_args = split_command(rest)
+    cfg_path = os.path.join(bundle_dir(sub_args), "config.json")
+    if sub in ("create", "run") and name in MUTATIONS and os.path.exists(cfg_path):
+        with open(cfg_path) as f:
+            cfg = json.load(f)
+        try:
+            MUTATIONS[name](cfg)
+        except Refuse as e:
+            print(f"mutant {name}: {e}", file=sys.stderr)
+            return 1
+        with open(cfg_path, "w") as f:
+            json.dump(cfg, f)
+    if name == "leak-process" and sub in ("create", "run"):
+        _leak_process()
+    if name == "leak-cgroup" and sub == "create":
+        rc = subprocess.run([real, *rest]).returncode
+        try:
+            with open(cfg_path) as f:
+                cg = json.load(f).get("linux", {}).get("cgroupsPath")
+        except (OSError, ValueError):
+            cg = None
+        if rc != 0 and cg:
+            for d in _cgroup_dirs(cg):
+                os.makedirs(d, exist_ok=True)
+        return rc
+    if name == "keep-state" and sub == "delete" and "--force" not in sub_args and "-f" not in sub_args:
+        return 0  # claims success, deletes nothing
+    os.execvp(real, [real, *rest])
+    return 127
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

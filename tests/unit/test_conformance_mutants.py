@@ -1,0 +1,73 @@
+"""The conformance suite can fail: every mutant runtime of conformance/mutants.py
+(runc plus one dropped or refused feature, or one leak) is killed by the
+conformance tests named for it in ``KILLERS``.
+
+Runs the suite in-process, as root, against Debian's runc; a few seconds per
+mutant because only the named tests run (``--id``).  First a baseline: every
+killer passes on runc itself, so a kill means the mutation was seen.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import sys
+
+import pytest
+
+from conformance import mutants, runner
+
+RUNC = shutil.which("runc")
+MUTANTS_PY = os.path.abspath(mutants.__file__)
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="the conformance suite runs real containers: needs root"),
+    pytest.mark.skipif(RUNC is None, reason="needs runc (apt-get install runc)"),
+]
+
+
+@pytest.fixture
+def workdir():
+    """Bundles go below /tmp, not pytest's 0700 tmp_path: user-namespace tests
+    run as a mapped root that must traverse down to the rootfs."""
+    import tempfile
+    d = tempfile.mkdtemp(prefix="oci-conf-mutants-", dir="/tmp")
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def _run(runtime: str, ids: list[str], tmp_path, workdir: str, expected: str | None = None) -> dict[str, dict]:
+    results = tmp_path / f"results-{len(os.listdir(tmp_path))}.json"
+    argv = ["--runtime", runtime, "--json", str(results), "--workdir", workdir,
+            "--expected", expected or os.devnull]
+    for t in ids:
+        argv += ["--id", t]
+    out = io.StringIO()
+    rc = runner.main(argv, out=out)
+    assert results.exists(), f"suite did not run (exit {rc}):\n{out.getvalue()}"
+    return {r["id"]: r for r in map(json.loads, results.read_text().splitlines())}
+
+
+def test_every_mutant_has_killers_that_exist() -> None:
+    known = {t.id for t in runner.load_tests()}
+    assert set(mutants.KILLERS) == set(mutants.MUTATIONS) | set(mutants.BEHAVIOURS)
+    for name, ids in mutants.KILLERS.items():
+        assert ids, name
+        assert not set(ids) - known, f"{name}: unknown test ids {sorted(set(ids) - known)}"
+
+
+def test_killers_pass_on_runc(tmp_path, workdir) -> None:
+    ids = sorted({t for ids in mutants.KILLERS.values() for t in ids})
+    res = _run(RUNC, ids, tmp_path, workdir)
+    bad = {t: f"{r['result']}: {r['reason'][:200]}" for t, r in res.items() if r["result"] != runner.PASS}
+    assert not bad, f"killers that do not pass on runc itself (so a kill would prove nothing): {bad}"
+
+
+@pytest.mark.parametrize("name", sorted(mutants.KILLERS))
+def test_mutant_is_killed(name: str, tmp_path, workdir) -> None:
+    runtime = f"{sys.executable} {MUTANTS_PY} {name} {RUNC}"
+    res = _run(runtime, list(mutants.KILLERS[name]), tmp_path, workdir)
+    survived = {t: r["result"] for t, r in res.items() if r["result"] != runner.FAIL}
+    assert not survived, f"mutant {name} survived these tests (they did not fail): {survived}"
