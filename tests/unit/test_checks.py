@@ -358,3 +358,10 @@ def test_personality_checks(tmp_path) -> None:
     check_personality({"linux": {"personality": {"domain": "LINUX", "flags": ["X"]}}},
                       str(tmp_path), bad)
     assert bad.errors == ["$.linux.personality.flags: the spec defines no personality flags"]
+
+
+def test_rdma_entry_needs_handles_or_objects(tmp_path) -> None:
+    doc = template()
+    doc["linux"]["resources"] = {"rdma": {"mlx5_0": {}, "mlx5_1": {"hcaObjects": 3}}}
+    with pytest.raises(ConfigError, match=r'\$\.linux\.resources\.rdma\["mlx5_0"\]: needs hcaHandles'):
+        check(doc, str(tmp_path))
