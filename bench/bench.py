@@ -15,6 +15,7 @@ A round, wall clock around each runtime process:
   init RssAnon   the waiting init's ``RssAnon`` (``/proc/PID/status``) after that create;
   state          ``state`` of it;
   start          ``start`` of it;
+  exec           ``exec`` of ``/bin/true`` into it, in the foreground (issue 10);
   kill           ``kill ID KILL`` of the running container;
   delete         ``delete`` once it has stopped (waited for through a pidfd);
   create+start+delete  the sum of the three, per round;
@@ -22,6 +23,10 @@ A round, wall clock around each runtime process:
   list           ``list`` of a state root holding N created containers (made before the
                  first pair; N = 100 unless ``--short``);
   peak RSS, run  ``ru_maxrss`` of the ``run`` process (KiB), see below.
+
+A second table gives the CPU time (user + sys, from ``wait4``) of each timed command and of
+the processes it reaped: on a shared, busy machine wall times stretch with the load (a
+Python start suffers more than a Go binary), CPU times much less.
 
 Why a C helper for peak RSS: Linux keeps, in ``ru_maxrss``, the high-water mark of the
 memory image a process had before its ``execve``, so a runtime spawned straight from this
@@ -65,6 +70,7 @@ METRICS = [
     ("run", "run /bin/true", "ms"),
     ("create", "create", "ms"),
     ("start", "start", "ms"),
+    ("exec", "exec /bin/true", "ms"),
     ("state", "state", "ms"),
     ("kill", "kill", "ms"),
     ("delete", "delete", "ms"),
@@ -74,6 +80,9 @@ METRICS = [
     ("init_rss_anon", "waiting init RssAnon", "KiB"),
     ("rss_run", "peak RSS, run", "KiB"),
 ]
+# CPU time (user + sys) of each timed command, same keys with "_cpu".
+CPU_KEYS = [k + "_cpu" for k, _, unit in METRICS if unit == "ms"]
+ALL_KEYS = [k for k, _, _ in METRICS] + CPU_KEYS
 
 # Started as `rss-helper OUT PROG ARGS...`: fork, exec PROG, wait4, write the child's
 # ru_maxrss (KiB) to OUT, exit with the child's status.
@@ -169,7 +178,8 @@ class Runtime:
         self.env = dict(os.environ)
         if cmd[1:3] == ["-m", "ocirun"]:
             self.env["PYTHONPATH"] = REPO
-        self.samples: dict[str, list[float]] = {k: [] for k, _, _ in METRICS}
+        self.samples: dict[str, list[float]] = {k: [] for k in ALL_KEYS}
+        self.last_cpu = 0.0
         self.live: dict[tuple[str, str], int | None] = {}  # (root, id) -> init pid
 
     def version(self) -> str:
@@ -192,8 +202,11 @@ class Runtime:
         ]
         t0 = time.perf_counter_ns()
         pid = os.posix_spawn(argv[0], argv, self.env, file_actions=actions)
-        _, status, _ = os.wait4(pid, 0)
+        _, status, ru = os.wait4(pid, 0)
         ms = (time.perf_counter_ns() - t0) / 1e6
+        # CPU of the process and of what it reaped: far less sensitive than wall time
+        # to other work on a shared machine.
+        self.last_cpu = (ru.ru_utime + ru.ru_stime) * 1e3
         maxrss = None
         if use_helper:
             try:
@@ -227,36 +240,43 @@ class Runtime:
 
     def round(self, n: int, true_bundle: str, sleep_bundle: str, record: bool = True) -> None:
         s: dict[str, float] = {}
+
+        def timed(key: str, *args: str, root: str | None = None, rss: bool = False) -> None:
+            s[key], maxrss = self.must(*args, root=root, rss=rss)
+            s[key + "_cpu"] = self.last_cpu
+            if maxrss is not None:
+                s["rss_" + key] = maxrss
+
         base = f"b{self.tag}-{n}"
-        ms, maxrss = self.must("run", "--bundle", true_bundle, f"{base}-run", rss=True)
-        s["run"] = ms
-        if maxrss is not None:
-            s["rss_run"] = maxrss
+        timed("run", "run", "--bundle", true_bundle, f"{base}-run", rss=True)
 
         cid = f"{base}-life"
         s["create"], pid = self.create(sleep_bundle, cid)
+        s["create_cpu"] = self.last_cpu
         rss_anon = rss_anon_kib(pid)
         if rss_anon is not None:
             s["init_rss_anon"] = rss_anon
-        s["state"], _ = self.must("state", cid)
+        timed("state", "state", cid)
         pidfd = os.pidfd_open(pid)
         try:
-            s["start"], _ = self.must("start", cid)
-            s["kill"], _ = self.must("kill", cid, "KILL")
+            timed("start", "start", cid)
+            timed("exec", "exec", cid, "/bin/true")
+            timed("kill", "kill", cid, "KILL")
             if not select.select([pidfd], [], [], 10)[0]:
                 raise RuntimeFailed(f"{self.name}: {cid} still running 10 s after kill")
         finally:
             os.close(pidfd)
-        s["delete"], _ = self.must("delete", cid)
+        timed("delete", "delete", cid)
         del self.live[(self.root, cid)]
-        s["cycle"] = s["create"] + s["start"] + s["delete"]
+        for suffix in ("", "_cpu"):
+            s["cycle" + suffix] = sum(s[k + suffix] for k in ("create", "start", "delete"))
 
         cid = f"{base}-force"
         self.create(sleep_bundle, cid)
-        s["delete_force"], _ = self.must("delete", "--force", cid)
+        timed("delete_force", "delete", "--force", cid)
         del self.live[(self.root, cid)]
 
-        s["list"], _ = self.must("list", root=self.list_root)
+        timed("list", "list", root=self.list_root)
         if record:
             for k, v in s.items():
                 self.samples[k].append(v)
@@ -317,6 +337,17 @@ def render(a: Runtime, b: Runtime, pairs: int, list_size: int, load: list[float]
         sb = fmt.format(vb) if vb is not None else "-"
         ratio = f"{va / vb:.2f}" if va is not None and vb else "-"
         lines.append(f"{title(key, list_size):<30}{sa:>10}{sb:>10}{ratio:>8}")
+    lines.append("")
+    lines.append(f"{'CPU time, user+sys (ms)':<30}{a.name:>10}{b.name:>10}{'ratio':>8}")
+    lines.append("-" * len(head))
+    for key, _, unit in METRICS:
+        if unit != "ms":
+            continue
+        va, vb = ma[key + "_cpu"], mb[key + "_cpu"]
+        sa = f"{va:.1f}" if va is not None else "-"
+        sb = f"{vb:.1f}" if vb is not None else "-"
+        ratio = f"{va / vb:.2f}" if va is not None and vb else "-"
+        lines.append(f"{title(key, list_size).rsplit(' (', 1)[0]:<30}{sa:>10}{sb:>10}{ratio:>8}")
     lines.append(f"load average (1 min) at start {load[0]:.2f}, at end {load[1]:.2f}")
     return "\n".join(lines)
 
@@ -334,7 +365,7 @@ def as_json(a: Runtime, b: Runtime, pairs: int, list_size: int,
               "samples": b.samples},
         "ratio": {k: (ma[k] / mb[k] if ma[k] is not None and mb[k] else None)  # type: ignore[operator]
                   for k in ma},
-        "units": {k: unit for k, _, unit in METRICS},
+        "units": {**{k: unit for k, _, unit in METRICS}, **{k: "ms" for k in CPU_KEYS}},
     }
 
 
@@ -353,8 +384,8 @@ def step_table(cmd: list[str], bundle_dir: str, workdir: str) -> str:
     if not recs:
         return "(empty trace)"
     t0 = min(r["start_ns"] for r in recs)
-    lines = [f"{'at ms':>7} {'process':<12} {'step':<4} {'what':<44} {'ms':>6} {'cpu':>6} "
-             f"{'runq':>6} {'blocked':>7}  kernel", "-" * 110]
+    lines = [(f"{'at ms':>7} {'process':<12} {'step':<4} {'what':<44} {'ms':>6} {'cpu':>6} "
+              f"{'runq':>6} {'blocked':>7}  kernel"), "-" * 110]
     for r in sorted(recs, key=lambda r: r["start_ns"]):
         lines.append(f"{(r['start_ns'] - t0) / 1e6:7.2f} {r['proc']:<12} {r['step']:<4} "
                      f"{r['name'][:44]:<44} {r['dur_ms']:6.2f} {r['cpu_ms']:6.2f} "

@@ -1,15 +1,15 @@
 """What a seccomp profile costs ``run`` (issue 8: within 1.2x of no profile).
 
-Not part of the test suite; run as root. The same runtime runs the same busybox bundle
-(``/bin/true``) three ways, alternating every round like bench.py: without
-``linux.seccomp``; with podman's default profile (``/usr/share/containers/seccomp.json``,
-converted the way podman does, tests/podman_seccomp.py) and a warm program cache in the
-state root; and with the same profile after the cache entry is removed before every round
-(the first create of a profile: pyseccomp imported and the profile compiled). It prints
-the median of each measure (bench.py's: run, create, start, delete, state, peak RSS) and
-the ratios to the run without a profile.
+Not part of the test suite; run as root. One runtime runs the same busybox bundle
+(``/bin/true``) three ways, the order rotating every round: without ``linux.seccomp``;
+with podman's default profile (``/usr/share/containers/seccomp.json``, converted the way
+podman does, tests/podman_seccomp.py) and a warm program cache in the state root; and
+with the same profile after the cache entries are removed before every command (the first
+create of a profile: pyseccomp imported and the profile compiled). Each round times
+``run`` and ``create`` (then ``delete``), wall clock around the runtime process; the
+medians and the ratios to the runs without a profile are printed.
 
-    python3 bench/seccomp_bench.py                   # the installed ocirun, 30 rounds
+    python3 bench/seccomp_bench.py                  # the wheel of this checkout (bench.py's venv)
     python3 bench/seccomp_bench.py --runtime runc --rounds 50
 """
 
@@ -20,8 +20,10 @@ import json
 import os
 import shlex
 import shutil
+import statistics
 import sys
 import tempfile
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "tests")]
@@ -29,18 +31,72 @@ sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "tests")]
 import bundle
 import podman_seccomp
 
-import bench
+VARIANTS = ("none", "podman", "podman-cold")
 
 
-class ColdCache(bench.Runtime):
-    """Removes ocirun's cached programs from its state root before every call."""
+class Failed(Exception):
+    pass
 
-    def call(self, *args: str, stdout: str = os.devnull) -> tuple[float, int, int | None]:
-        if args and args[0] in ("run", "create") and os.path.isdir(self.root):
-            for name in os.listdir(self.root):
-                if name.startswith("seccomp@"):
-                    os.unlink(os.path.join(self.root, name))
-        return super().call(*args, stdout=stdout)
+
+def spawn(argv: list[str], err_path: str) -> tuple[float, int]:
+    actions = [(os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+               (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+               (os.POSIX_SPAWN_OPEN, 2, err_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)]
+    t0 = time.perf_counter_ns()
+    pid = os.posix_spawn(argv[0], argv, dict(os.environ), file_actions=actions)
+    _, status = os.waitpid(pid, 0)
+    return (time.perf_counter_ns() - t0) / 1e6, os.waitstatus_to_exitcode(status)
+
+
+class Variant:
+    def __init__(self, name: str, cmd: list[str], bundle_dir: str, workdir: str) -> None:
+        self.name = name
+        self.cmd = cmd
+        self.bundle = bundle_dir
+        self.root = os.path.join(workdir, f"root-{name}")
+        self.err = os.path.join(workdir, f"err-{name}")
+        self.samples: dict[str, list[float]] = {"run": [], "create": []}
+
+    def _uncache(self) -> None:
+        if self.name == "podman-cold" and os.path.isdir(self.root):
+            for n in os.listdir(self.root):
+                if n.startswith("seccomp@"):
+                    os.unlink(os.path.join(self.root, n))
+
+    def must(self, *args: str) -> float:
+        self._uncache()
+        ms, rc = spawn([*self.cmd, "--root", self.root, *args], self.err)
+        if rc != 0:
+            with open(self.err, errors="replace") as f:
+                raise Failed(f"{self.name}: {shlex.join(args)} exited {rc}: {f.read().strip()}")
+        return ms
+
+    def round(self, n: int, record: bool) -> None:
+        cid = f"scb-{os.getpid()}-{self.name}-{n}"
+        run_ms = self.must("run", "--bundle", self.bundle, cid + "r")
+        create_ms = self.must("create", "--bundle", self.bundle, cid + "c")
+        self.must("delete", "--force", cid + "c")
+        if record:
+            self.samples["run"].append(run_ms)
+            self.samples["create"].append(create_ms)
+
+    def cleanup(self) -> None:
+        if os.path.isdir(self.root):
+            for cid in os.listdir(self.root):
+                if not cid.startswith("seccomp@"):
+                    spawn([*self.cmd, "--root", self.root, "delete", "--force", cid], self.err)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+def default_runtime() -> list[str]:
+    try:
+        import bench  # the wheel of this checkout in a fresh venv (bench.py's)
+        return [bench.installed_ocirun()]
+    except Exception as e:  # noqa: BLE001 - fall back to whatever ocirun is on PATH
+        exe = shutil.which("ocirun")
+        if exe is None:
+            raise SystemExit(f"seccomp_bench: no ocirun ({e}); give --runtime") from None
+        return [exe]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,9 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("seccomp_bench: run as root", file=sys.stderr)
         return 1
-    cmd = shlex.split(opts.runtime) if opts.runtime else bench.default_ocirun()
+    cmd = shlex.split(opts.runtime) if opts.runtime else default_runtime()
+    if os.sep not in cmd[0]:
+        cmd[0] = shutil.which(cmd[0]) or cmd[0]
+    is_ocirun = "ocirun" in os.path.basename(cmd[-1]) or cmd[1:3] == ["-m", "ocirun"]
     workdir = tempfile.mkdtemp(prefix="ocirun-seccomp-bench-")
-    runtimes: list[bench.Runtime] = []
+    variants: list[Variant] = []
     try:
         plain = os.path.join(workdir, "plain")
         cfg = bundle.write_bundle(plain, None, ["/bin/true"])
@@ -65,44 +124,33 @@ def main(argv: list[str] | None = None) -> int:
         def add_profile(c: dict[str, object]) -> None:
             c["linux"]["seccomp"] = prof  # type: ignore[index]
         bundle.write_bundle(profiled, os.path.join(plain, "rootfs"), ["/bin/true"], add_profile)
-        helper = bench.build_rss_helper(workdir)
-        variants = [("none", bench.Runtime(cmd, workdir, helper), plain),
-                    ("podman", bench.Runtime(cmd, workdir, helper), profiled)]
-        if bench.label(cmd) == "ocirun":
-            variants.append(("podman-cold", ColdCache(cmd, workdir, helper), profiled))
-        runtimes = [rt for _, rt, _ in variants]
+        names = VARIANTS if is_ocirun else VARIANTS[:2]
+        variants = [Variant(n, cmd, plain if n == "none" else profiled, workdir) for n in names]
         for i in range(opts.warmup):
-            for _, rt, b in variants:
-                rt.round(b, -1 - i, workdir)
-        for rt in runtimes:
-            rt.samples = {k: [] for k in rt.samples}
+            for v in variants:
+                v.round(-1 - i, record=False)
         for n in range(opts.rounds):
-            order = variants if n % 2 == 0 else variants[::-1]
-            for _, rt, b in order:
-                rt.round(b, n, workdir)
-        med = {name: rt.medians() for name, rt, _ in variants}
+            k = n % len(variants)
+            for v in variants[k:] + variants[:k]:
+                v.round(n, record=True)
+        med = {v.name: {m: statistics.median(s) for m, s in v.samples.items()} for v in variants}
         if opts.json:
-            print(json.dumps({"rounds": opts.rounds, "runtime": cmd, "median": med}, indent=2))
+            print(json.dumps({"rounds": opts.rounds, "runtime": cmd, "median_ms": med}, indent=2))
             return 0
-        names = [name for name, _, _ in variants]
-        head = f"{bench.label(cmd) + ', ' + str(opts.rounds) + ' rounds':<24}" + \
-            "".join(f"{n:>13}" for n in names) + "".join(f"{n + '/none':>18}" for n in names[1:])
-        print(head)
-        print("-" * len(head))
-        for key, title, unit in bench.METRICS:
-            vals = [med[n][key] for n in names]
-            fmt = "{:.1f}" if unit == "ms" else "{:.0f}"
-            cells = "".join(f"{fmt.format(v) if v is not None else '-':>13}" for v in vals)
-            base = vals[0]
-            ratios = "".join(f"{(v / base if v is not None and base else 0):>18.2f}" for v in vals[1:])
-            print(f"{title + ' (' + unit + ')':<24}{cells}{ratios}")
+        head = f"{os.path.basename(cmd[0])}, {opts.rounds} rounds, median ms"
+        print(f"{head:<34}" + "".join(f"{n:>13}" for n in names)
+              + "".join(f"{n + '/none':>18}" for n in names[1:]))
+        for m in ("run", "create"):
+            vals = [med[n][m] for n in names]
+            print(f"{m:<34}" + "".join(f"{v:>13.1f}" for v in vals)
+                  + "".join(f"{v / vals[0]:>18.2f}" for v in vals[1:]))
         return 0
-    except bench.RuntimeFailed as e:
+    except Failed as e:
         print(f"seccomp_bench: {e}", file=sys.stderr)
         return 1
     finally:
-        for rt in runtimes:
-            rt.cleanup()
+        for v in variants:
+            v.cleanup()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

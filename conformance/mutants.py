@@ -168,8 +168,8 @@ BEHAVIOURS = ("leak-process", "leak-cgroup", "keep-state")
 # shown to be passable (tests that can only fail prove nothing either).
 #   netdevices:        linux.netDevices (v1.3.0) on top of runc 1.1.5, with ip(8)
 ORACLES = ("netdevices",)
-ORACLE_TESTS = {"netdevices": ("net-device-moved", "net-device-name-clash", "net-device-name-template",
-                               "net-device-missing")}
+ORACLE_TESTS = {"netdevices": ("net-device-not-returned", "net-device-name-clash", "net-device-name-template",
+                               "netdev-moved-renamed", "netdev-missing-error")}
 
 # Conformance tests that pass on the real runtime and must fail on the mutant.
 KILLERS: dict[str, tuple[str, ...]] = {

@@ -38,7 +38,10 @@ Errors are one line on stderr; --debug adds details and a traceback, and
 --log FILE --log-format json writes them as JSON lines for containerd.""",
     "checkpoint": """\
 Saves the processes of a running container into criu image files, so that
-restore can bring them back later, here or on another host.""",
+restore can bring them back later, here or on another host. ocirun drives
+CRIU over its RPC (criu swrk) as runc does, telling it the container's root,
+bind mounts, cgroup and joined namespaces. Once saved, the container is
+stopped and deleted, unless --leave-running or --pre-dump is given.""",
     "create": """\
 Creates a container from the bundle (--bundle, or the current directory):
 validates config.json, sets up the namespaces, mounts, cgroups and the root

@@ -74,7 +74,7 @@ GLOBAL_FLAGS: tuple[Flag, ...] = (
 _BUNDLE: Flag = ("bundle", "b", "str", "DIR", "",
                  "bundle directory holding config.json (default: the current directory)")
 _CONSOLE_SOCKET: Flag = ("console-socket", "", "str", "PATH", "",
-                         "AF_UNIX socket to receive the pseudoterminal's master fd (not supported yet)")
+                         "AF_UNIX socket to receive the pseudoterminal's master fd")
 _PID_FILE: Flag = ("pid-file", "", "str", "FILE", "", "write the process's host PID to FILE")
 _NO_PIVOT: Flag = ("no-pivot", "", "bool", "", "",
                    "enter the rootfs with MS_MOVE and chroot, not pivot_root (rootfs on a ramdisk)")
@@ -104,7 +104,8 @@ _AUTO_DEDUP: Flag = ("auto-dedup", "", "bool", "", "", "deduplicate memory image
 _ID = "<container-id>"
 
 COMMANDS: tuple[Command, ...] = (
-    ("checkpoint", _ID, 1, 1, "", "save a running container to disk with criu", (
+    ("checkpoint", _ID, 1, 1, "ocirun.commands:cmd_checkpoint",
+     "save a running container to disk with criu", (
         _IMAGE_PATH, _WORK_PATH,
         ("parent-path", "", "str", "DIR", "", "criu images of a previous pre-dump"),
         ("leave-running", "", "bool", "", "", "keep the container running after the checkpoint"),
@@ -127,7 +128,8 @@ COMMANDS: tuple[Command, ...] = (
         ("interval", "", "str", "DURATION", "5s", "time between two statistics reports"),
         ("stats", "", "bool", "", "", "print the statistics once and exit"),
     )),
-    ("exec", f"{_ID} <command> [args...]", 1, -1, "", "run a new process in a running container", (
+    ("exec", f"{_ID} <command> [args...]", 1, -1, "ocirun.commands:cmd_exec",
+     "run a new process in a running container", (
         _CONSOLE_SOCKET,
         ("cwd", "", "str", "DIR", "", "working directory of the process in the container"),
         ("env", "e", "list", "KEY=VALUE", "", "add an environment variable (repeatable)"),
@@ -158,7 +160,8 @@ COMMANDS: tuple[Command, ...] = (
     ("ps", f"{_ID} [ps-options...]", 1, -1, "ocirun.commands:cmd_ps", "show the processes running in a container", (
         _FORMAT,
     )),
-    ("restore", _ID, 1, 1, "", "restore a container from a criu checkpoint", (
+    ("restore", _ID, 1, 1, "ocirun.commands:cmd_restore",
+     "restore a container from a criu checkpoint", (
         _CONSOLE_SOCKET, _IMAGE_PATH, _WORK_PATH, _TCP, _EXT_UNIX, _SHELL_JOB, _FILE_LOCKS,
         _CGROUPS_MODE, _BUNDLE, _DETACH, _PID_FILE, _NO_SUBREAPER, _NO_PIVOT, _EMPTY_NS,
         _AUTO_DEDUP, _LAZY_PAGES,
@@ -202,7 +205,8 @@ COMMANDS: tuple[Command, ...] = (
         ("kernel-memory", "", "str", "BYTES", "", ""),
         ("kernel-memory-tcp", "", "str", "BYTES", "", ""),
     )),
-    ("features", "", 0, 0, "", "print what this runtime supports, as JSON", ()),
+    ("features", "", 0, 0, "ocirun.commands:cmd_features",
+     "print what this runtime supports, as JSON", ()),
     ("help", "[command]", 0, 1, "ocirun.cmdhelp:cmd_help",
      "show the list of commands, or the help of one command", ()),
     ("completion", "bash|zsh|fish", 1, 1, "ocirun.completion:cmd_completion",

@@ -66,6 +66,31 @@ def cmd_run(g: Opts, o: Opts, a: list[str]) -> int:
                keep=bool(o.get("keep")), fwd=fwd, sys=_syscalls())
 
 
+def cmd_exec(g: Opts, o: Opts, a: list[str]) -> int:
+    """runc's exec; any failure of the runtime's own exits 255 (RUNC-CLI.md §3),
+    so callers can tell it from the process's status."""
+    from ocirun.ops.run import Forwarder
+    fwd = Forwarder()
+    fwd.install()  # a signal during set-up is queued for the process, never lost
+    try:
+        from ocirun.ops.exec import exec_process, exec_request, prime_cgroup_attach
+        sys = _syscalls()
+        prime_cgroup_attach(sys)
+        proc, opts = exec_request(_store(g), a[0], a[1:], o)
+        return exec_process(_store(g), a[0], proc, opts, sys, fwd=fwd)
+    except OciRunError as e:
+        e.exit_code = 255
+        raise
+    finally:
+        fwd.restore()
+
+
+def cmd_features(g: Opts, o: Opts, a: list[str]) -> int:
+    from ocirun.ops.features import features_json
+    os.write(1, features_json().encode())
+    return 0
+
+
 def cmd_state(g: Opts, o: Opts, a: list[str]) -> int:
     from ocirun.ops.query import state_json
     os.write(1, state_json(_store(g), a[0]).encode())
@@ -164,3 +189,40 @@ def cmd_update(g: Opts, o: Opts, a: list[str]) -> int:
                                  if v is not None and k != "help"})
     update.update(_store(g), a[0], new)
     return 0
+
+
+def cmd_checkpoint(g: Opts, o: Opts, a: list[str]) -> int:
+    from ocirun.ops.checkpoint import CheckpointOptions, checkpoint
+    sfd = o.get("status_fd")
+    checkpoint(_store(g), a[0], CheckpointOptions(
+        image_path=str(o.get("image_path") or ""), work_path=str(o.get("work_path") or ""),
+        parent_path=str(o.get("parent_path") or ""),
+        leave_running=bool(o.get("leave_running")), tcp_established=bool(o.get("tcp_established")),
+        ext_unix_sk=bool(o.get("ext_unix_sk")), shell_job=bool(o.get("shell_job")),
+        lazy_pages=bool(o.get("lazy_pages")), status_fd=sfd if isinstance(sfd, int) else -1,
+        page_server=str(o.get("page_server") or ""), file_locks=bool(o.get("file_locks")),
+        pre_dump=bool(o.get("pre_dump")),
+        manage_cgroups_mode=str(o.get("manage_cgroups_mode") or ""),
+        empty_ns=tuple(o.get("empty_ns") or ()),  # type: ignore[arg-type]
+        auto_dedup=bool(o.get("auto_dedup")), criu=str(g.get("criu") or "criu")))
+    return 0
+
+
+def cmd_restore(g: Opts, o: Opts, a: list[str]) -> int:
+    from ocirun.ops.restore import RestoreOptions, restore
+    if g.get("systemd_cgroup"):
+        raise NotSupportedError("--systemd-cgroup: the systemd cgroup driver is not supported yet")
+    return restore(_store(g), a[0], RestoreOptions(
+        bundle=str(o.get("bundle") or "."), image_path=str(o.get("image_path") or ""),
+        work_path=str(o.get("work_path") or ""), tcp_established=bool(o.get("tcp_established")),
+        ext_unix_sk=bool(o.get("ext_unix_sk")), shell_job=bool(o.get("shell_job")),
+        file_locks=bool(o.get("file_locks")),
+        manage_cgroups_mode=str(o.get("manage_cgroups_mode") or ""),
+        detach=bool(o.get("detach")), pid_file=o.get("pid_file"),  # type: ignore[arg-type]
+        no_subreaper=bool(o.get("no_subreaper")), no_pivot=bool(o.get("no_pivot")),
+        empty_ns=tuple(o.get("empty_ns") or ()),  # type: ignore[arg-type]
+        auto_dedup=bool(o.get("auto_dedup")), lazy_pages=bool(o.get("lazy_pages")),
+        lsm_profile=str(o.get("lsm_profile") or ""),
+        lsm_mount_context=str(o.get("lsm_mount_context") or ""),
+        console_socket=o.get("console_socket"),  # type: ignore[arg-type]
+        criu=str(g.get("criu") or "criu")))

@@ -27,8 +27,10 @@ if TYPE_CHECKING:
     from ocirun.capabilities import CapSets
     from ocirun.devices import Device
     from ocirun.hooks import Hook
+    from ocirun.mempolicy import MemPolicyPlan
     from ocirun.mount_options import MountOptions
     from ocirun.namespaces import NamespacePlan
+    from ocirun.sched import SchedPlan
 
 
 class _Frozen:
@@ -58,15 +60,19 @@ class ProcessPlan(_Frozen):
         "args",
         "caps",
         "console_size",
+        "cpu_affinity",
         "cwd",
         "env",
         "gid",
+        "io_priority",
         "keep_fds",
         "keyring",
+        "mem_policy",
         "no_new_privileges",
         "oom_score_adj",
         "personality",
         "rlimits",
+        "scheduler",
         "seccomp",
         "selinux_label",
         "terminal",
@@ -82,7 +88,10 @@ class ProcessPlan(_Frozen):
                  personality: int | None = None, apparmor_profile: str | None = None,
                  selinux_label: str | None = None, seccomp: object | None = None,
                  terminal: bool = False, console_size: tuple[int, int] | None = None,
-                 keep_fds: int = 0, keyring: str | None = None) -> None:
+                 keep_fds: int = 0, keyring: str | None = None,
+                 scheduler: SchedPlan | None = None, io_priority: tuple[int, str] | None = None,
+                 cpu_affinity: tuple[tuple[int, ...] | None, tuple[int, ...] | None] | None = None,
+                 mem_policy: MemPolicyPlan | None = None) -> None:
         self.args = args
         self.env = env
         self.cwd = cwd
@@ -103,6 +112,12 @@ class ProcessPlan(_Frozen):
         self.console_size = console_size  # (rows, columns)
         self.keep_fds = keep_fds  # fds 3 .. 3+keep_fds-1 pass into the process
         self.keyring = keyring  # name of a new session keyring to join, or None
+        # process.scheduler / ioPriority / execCPUAffinity, linux.memoryPolicy
+        # (ocirun/sched.py, ocirun/mempolicy.py): None when not configured.
+        self.scheduler = scheduler
+        self.io_priority = io_priority  # (ioprio value, "IOPRIO_CLASS_BE 4")
+        self.cpu_affinity = cpu_affinity  # (initial, final) CPU tuples; exec only
+        self.mem_policy = mem_policy
         self._seal()
 
     def env_dict(self) -> dict[str, str]:
@@ -111,6 +126,22 @@ class ProcessPlan(_Frozen):
             k, _, v = kv.partition("=")
             out[k] = v
         return out
+
+
+class IdMap(_Frozen):
+    """How a bind mount is id-mapped: through a user namespace made with
+    ``uid_map``/``gid_map`` (text for /proc/<pid>/uid_map), or an existing
+    one at ``userns_path``; ``recursive`` (ridmap) maps every mount below."""
+
+    __slots__ = ("gid_map", "recursive", "uid_map", "userns_path")
+
+    def __init__(self, *, uid_map: bytes = b"", gid_map: bytes = b"", recursive: bool = False,
+                 userns_path: str = "") -> None:
+        self.uid_map = uid_map
+        self.gid_map = gid_map
+        self.recursive = recursive
+        self.userns_path = userns_path
+        self._seal()
 
 
 class MountPlan(_Frozen):
@@ -122,12 +153,12 @@ class MountPlan(_Frozen):
     /sys is bound instead, as runc does) or ``fs`` (a filesystem mount).
     """
 
-    __slots__ = ("destination", "fstype", "index", "kind", "options", "recursive",
+    __slots__ = ("destination", "fstype", "idmap", "index", "kind", "options", "recursive",
                  "shows_cgroups", "source")
 
     def __init__(self, *, index: int, destination: str, fstype: str, source: str,
                  options: MountOptions, kind: str, recursive: bool,
-                 shows_cgroups: bool) -> None:
+                 shows_cgroups: bool, idmap: IdMap | None = None) -> None:
         self.index = index
         self.destination = destination  # absolute, normalised, inside the container
         self.fstype = fstype
@@ -136,6 +167,9 @@ class MountPlan(_Frozen):
         self.kind = kind
         self.recursive = recursive
         self.shows_cgroups = shows_cgroups
+        # An id-mapped bind (idmap/ridmap, uidMappings/gidMappings): the
+        # runtime clones the source and maps it before the children start.
+        self.idmap = idmap
         self._seal()
 
     @property

@@ -499,13 +499,20 @@ def _dev_symlinks(rootfs: str) -> None:
 # finish_rootfs
 
 
-def finish_rootfs(plan: ContainerPlan, sys: Syscalls) -> None:
-    """Switch root, then readonly paths, masked paths and the read-only root."""
+def finish_rootfs(plan: ContainerPlan, sys: Syscalls,
+                  after_pivot: Callable[[], None] | None = None) -> None:
+    """Switch root, then readonly paths, masked paths and the read-only root.
+
+    ``after_pivot`` runs right after the switch, while /dev is still
+    writable: the console is set up there (its pty must come from the
+    container's own /dev/ptmx, and /dev/console is bound over a new file)."""
     rootfs = plan.rootfs
     if plan.no_pivot:
         _move_root(rootfs, sys)
     else:
         _pivot_root(rootfs, sys)
+    if after_pivot is not None:
+        after_pivot()
     prop = plan.rootfs_propagation
     if prop in PROPAGATION_OPTIONS:
         # config-linux.md: the value is the rootfs mount's own propagation.

@@ -370,8 +370,9 @@ def _libseccomp_id() -> tuple[str, list[int]] | None:
 
 # --------------------------------------------------------------------------
 # the cache: <cache_dir>/seccomp@<digest>, one file per profile
-#   line 1: magic; line 2: JSON {"lib": path, "lib_id": [...], "warnings": [...]};
-#   then the BPF program.  An entry is used only while the libseccomp it was
+#   line 1: magic; line 2: JSON {"key": digest, "lib": path, "lib_id": [...],
+#   "warnings": [...]}; then the BPF program.  An entry is used only under its
+#   own name (a renamed file is ignored) and while the libseccomp it was
 #   compiled with is unchanged (a newer one may know more syscall names).
 
 def cache_key(cfg: dict[str, Any]) -> str:
@@ -388,7 +389,9 @@ def cache_key(cfg: dict[str, Any]) -> str:
     return blake2b(text.encode(), digest_size=24).hexdigest()
 
 
-def cache_read(path: str) -> tuple[bytes, list[str]] | None:
+def cache_read(path: str, key: str | None = None) -> tuple[bytes, list[str]] | None:
+    """(program, warnings) of the entry at ``path``, or None when it is missing,
+    damaged, not ours, filed under another ``key`` or from another libseccomp."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
     except OSError:
@@ -409,6 +412,8 @@ def cache_read(path: str) -> tuple[bytes, list[str]] | None:
         return None
     try:
         meta = jsonio.loads(header)
+        if key is not None and meta["key"] != key:
+            return None
         lib = meta["lib"]
         if lib is not None:
             st = os.stat(lib)
@@ -419,11 +424,12 @@ def cache_read(path: str) -> tuple[bytes, list[str]] | None:
         return None
 
 
-def cache_write(cache_dir: str, path: str, bpf: bytes, warnings: list[str]) -> None:
+def cache_write(cache_dir: str, key: str, bpf: bytes, warnings: list[str]) -> None:
     """Best effort: a cache that cannot be written only costs speed."""
     lib = _libseccomp_id()
-    header = jsonio.dumps({"lib": lib[0] if lib else None, "lib_id": lib[1] if lib else None,
-                           "warnings": warnings})
+    header = jsonio.dumps({"key": key, "lib": lib[0] if lib else None,
+                           "lib_id": lib[1] if lib else None, "warnings": warnings})
+    path = os.path.join(cache_dir, CACHE_PREFIX + key)
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(cache_dir, mode=0o700, exist_ok=True)
@@ -475,17 +481,17 @@ def compile_program(cfg: dict[str, Any], *, cache_dir: str | None,
         sys = LinuxSyscalls()
     flags = _seccomp_flags(p, sys)
     hit = None
-    path = ""
+    key = ""
     if cache_dir:
-        path = os.path.join(cache_dir, CACHE_PREFIX + cache_key(cfg))
-        hit = cache_read(path)
+        key = cache_key(cfg)
+        hit = cache_read(os.path.join(cache_dir, CACHE_PREFIX + key), key)
     if hit is not None:
         bpf, warnings = hit
     else:
         bpf = _export(_build(p), "bpf")
         warnings = p.warnings
-        if path:
-            cache_write(str(cache_dir), path, bpf, warnings)
+        if cache_dir:
+            cache_write(cache_dir, key, bpf, warnings)
     for w in warnings:
         log.warning(w)
     return SeccompProgram(bpf, flags, notify=bool(p.notify),
@@ -511,15 +517,17 @@ def load(program: SeccompProgram, sys: api.Syscalls) -> int | None:
     return fd if program.notify else None
 
 
-def send_listener(path: str, notify_fd: int, state: dict[str, object], metadata: str) -> None:
+def send_listener(path: str, notify_fd: int, state: dict[str, object], metadata: str, *,
+                  pid: int | None = None) -> None:
     """config-linux.md "The Container Process State": one connection, one JSON
-    document, the listener fd as SCM_RIGHTS with the first bytes; then close."""
+    document, the listener fd as SCM_RIGHTS with the first bytes; then close.
+    ``pid``: the process under the filter, when not the container's (exec)."""
     import _socket
     from sys import byteorder
 
     from ocirun import SPEC_VERSION
     doc: dict[str, object] = {"ociVersion": SPEC_VERSION, "fds": ["seccompFd"],
-                              "pid": state.get("pid"), "state": state}
+                              "pid": state.get("pid") if pid is None else pid, "state": state}
     if metadata:
         doc["metadata"] = metadata
     data = jsonio.dumps(doc).encode()

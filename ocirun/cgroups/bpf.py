@@ -20,6 +20,8 @@ r1 scratch once the context is read, r0 the verdict (1 allow, 0 deny).
 
 from __future__ import annotations
 
+import sys
+
 from ocirun.errors import ConfigError
 
 BPF_PROG_TYPE_CGROUP_DEVICE = 15
@@ -48,10 +50,16 @@ _IMM_MAX = (1 << 31) - 1
 Rule = tuple[str, int | None, int | None, int]  # (type b|c, major, minor, access bits)
 
 
+_ORDER = sys.byteorder
+
+
 def insn(code: int, dst: int = 0, src: int = 0, off: int = 0, imm: int = 0) -> bytes:
-    """One 8-byte instruction: opcode, dst/src registers, offset, immediate (little endian)."""
-    return (bytes((code, (src << 4) | dst)) + off.to_bytes(2, "little", signed=True)
-            + imm.to_bytes(4, "little", signed=True))
+    """One 8-byte ``struct bpf_insn`` in host byte order: opcode, the dst/src
+    register bitfields (dst in the low nibble on little-endian hosts), offset,
+    immediate."""
+    regs = (dst << 4) | src if _ORDER == "big" else (src << 4) | dst
+    return (bytes((code, regs)) + off.to_bytes(2, _ORDER, signed=True)
+            + imm.to_bytes(4, _ORDER, signed=True))
 
 
 # --- the rules as the v1 device list would hold them ---

@@ -45,14 +45,6 @@ DEVICE_TYPES = frozenset({"c", "b", "u", "p"})
 MAX_ID_MAP_LINES = 340
 
 NOT_YET: dict[str, str] = {
-    "linux.intelRdt": "Intel RDT (not implemented yet)",
-    "linux.netDevices": "moving network devices (not implemented yet)",
-    "linux.memoryPolicy": "NUMA memory policy (not implemented yet)",
-    "process.terminal": "terminal (not implemented yet)",
-    "process.scheduler": "scheduler policy (not implemented yet)",
-    "process.ioPriority": "I/O priority (not implemented yet)",
-    "mounts[].uidMappings": "id-mapped mounts (not implemented yet)",
-    "mounts[].gidMappings": "id-mapped mounts (not implemented yet)",
 }
 
 
@@ -385,11 +377,21 @@ def check_personality(spec: dict[str, object], bundle: str, out: Report) -> None
             out.error("$.linux.personality.flags", "the spec defines no personality flags")
 
 
+def check_rdma(spec: dict[str, object], bundle: str, out: Report) -> None:
+    """config-linux.md "RDMA": each device entry MUST carry hcaHandles or hcaObjects."""
+    rdma = _obj(_obj(_obj(spec.get("linux")).get("resources")).get("rdma"))
+    for name, limit in rdma.items():
+        entry = _obj(limit)
+        if entry.get("hcaHandles") is None and entry.get("hcaObjects") is None:
+            out.error(f'$.linux.resources.rdma["{name}"]',
+                      "needs hcaHandles or hcaObjects (or both)")
+
+
 CHECKS: tuple[Callable[[dict[str, object], str, Report], None], ...] = (
     check_oci_version, check_root, check_process, check_rlimits, check_capabilities,
     check_mounts, check_hooks, check_uts, check_namespaces, check_id_mappings,
     check_time_offsets, check_sysctl, check_devices, check_path_lists,
-    check_rootfs_propagation, check_personality,
+    check_rootfs_propagation, check_personality, check_rdma,
 )
 
 

@@ -19,6 +19,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from ocirun.ops.hostside import HostSide
     from ocirun.plantypes import ContainerPlan, Handles
     from ocirun.syscalls.api import Syscalls
 
@@ -27,6 +28,7 @@ class CreateOptions:
     __slots__ = (
         "bundle",
         "cgroup_root",
+        "console_master",
         "console_socket",
         "no_new_keyring",
         "no_pivot",
@@ -37,8 +39,11 @@ class CreateOptions:
     def __init__(self, bundle: str = ".", pid_file: str | None = None,
                  console_socket: str | None = None, no_pivot: bool = False,
                  no_new_keyring: bool = False, preserve_fds: int = 0,
-                 cgroup_root: str = "/sys/fs/cgroup") -> None:
+                 cgroup_root: str = "/sys/fs/cgroup", console_master: Any = None) -> None:
         self.bundle = bundle
+        # run in the foreground with a terminal: a console.MasterHolder that
+        # keeps the pty master for the runtime's own TtyProxy
+        self.console_master = console_master
         self.pid_file = pid_file
         self.console_socket = console_socket
         self.no_pivot = no_pivot
@@ -79,27 +84,36 @@ def make_plan(cid: str, spec: dict[str, Any], bundle: str, opts: CreateOptions,
 def open_handles(plan: ContainerPlan, sys: Syscalls) -> Handles:
     """Fds the children need from the runtime's own view: namespaces to join,
     and (with a user namespace) a detached copy of each bind source, cloned
-    while the runtime can still reach it (the mapped root may not)."""
+    while the runtime can still reach it (the mapped root may not), and
+    id-mapped (process/idmap.py) when the mount asks for it."""
     from ocirun import namespaces
     from ocirun.plantypes import Handles
     from ocirun.syscalls.api import AT_FDCWD, AT_RECURSIVE, OPEN_TREE_CLOEXEC, OPEN_TREE_CLONE
     h = Handles()
+    users = None
     try:
         h.join_fds = namespaces.open_joins(plan.ns, sys)
-        if plan.ns.new_user:
-            for m in plan.mounts:
-                if m.kind != "bind":
-                    continue
-                flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (AT_RECURSIVE if m.recursive else 0)
-                try:
-                    h.mount_fds[m.index] = sys.open_tree(AT_FDCWD, m.source, flags)
-                except OSError as e:
-                    raise ConfigError(f"config.json: $.mounts[{m.index}].source: cannot clone "
-                                      f"`{m.source}` for {m.where}: {e.strerror}",
-                                      errno=e.errno) from e
+        for m in plan.mounts:
+            if m.kind != "bind" or not (plan.ns.new_user or m.idmap):
+                continue
+            flags = OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | (AT_RECURSIVE if m.recursive else 0)
+            try:
+                h.mount_fds[m.index] = sys.open_tree(AT_FDCWD, m.source, flags)
+            except OSError as e:
+                raise ConfigError(f"config.json: $.mounts[{m.index}].source: cannot clone "
+                                  f"`{m.source}` for {m.where}: {e.strerror}",
+                                  errno=e.errno) from e
+            if m.idmap is not None:
+                from ocirun.process.idmap import UsernsFds, map_tree
+                users = users or UsernsFds()
+                map_tree(h.mount_fds[m.index], m, users.get(m.idmap, f"$.mounts[{m.index}]",
+                                                            sys), sys)
     except BaseException:
         h.close()
         raise
+    finally:
+        if users is not None:
+            users.close()
     return h
 
 
@@ -112,14 +126,14 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
     validate_id(cid)
     bundle = os.path.abspath(opts.bundle)
     pid_file = os.path.abspath(opts.pid_file) if opts.pid_file else None
-    if opts.console_socket:
-        raise NotSupportedError("--console-socket: terminals are not supported yet")
     t = steps.begin()
     spec, raw = load_and_check(bundle)
     steps.end("C1", "load and validate config.json", t)
     t = steps.begin()
     plan = make_plan(cid, spec, bundle, opts, store.root)
+    host = plan_host_side(cid, spec)
     steps.end("C2", "plan", t)
+    console = console_sink(plan.process.terminal, opts)
     if sys is None:
         from ocirun.syscalls.linux import LinuxSyscalls
         sys = LinuxSyscalls()
@@ -131,6 +145,9 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
             t = steps.begin()
             handles = open_handles(plan, sys)
             rb.push(handles.close)
+            if console is not None:
+                _connect(console)
+                rb.push(console.close)
             path, lock_fd = store.create_dir(cid)
             rb.push(lambda: store.remove(cid))
             _write_file(os.path.join(path, "config.json"), raw, 0o600)
@@ -149,6 +166,8 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
                 rb.push(mgr.destroy)
                 mgr.apply((spec.get("linux") or {}).get("resources"), sys=sys)
             steps.end("C4", "cgroup", t)
+            if host is not None:
+                host.prepare(rb)
             st = ContainerState(cid, bundle=bundle, rootfs=plan.rootfs,
                                 created=rfc3339_nano(time.time_ns()), oci_version=plan.oci_version,
                                 annotations=plan.annotations,
@@ -171,7 +190,9 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
                                          lambda chan: run_init(plan, handles, chan, sys),
                                          mgr=mgr, uid_map=plan.uid_map, gid_map=plan.gid_map,
                                          run_runtime_hooks=runtime_hooks,
-                                         on_fds=lambda msg: take_fds(plan, msg)), rb, sys)
+                                         on_fds=lambda msg: take_fds(plan, msg, console),
+                                         on_pid=None if host is None else
+                                         lambda pid: host.on_pid(pid, rb, sys)), rb, sys)
             except ChildDiedError as e:
                 if plan.process.seccomp is None:
                     raise
@@ -182,6 +203,8 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
             st.pid = init_pid
             st.pid_start = procfs.pid_start_time(init_pid) or 0
             store.save(st)
+            if host is not None:
+                host.save(path)
             if pid_file:
                 write_pid_file(pid_file, init_pid)
             steps.end("C5", "save state.json", t)
@@ -196,6 +219,32 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
     return st
 
 
+def console_sink(terminal: bool, opts: CreateOptions) -> Any:
+    """Where the pty master goes: the caller's --console-socket (create and
+    run -d detach, so a terminal needs one), or run's own TtyProxy."""
+    if opts.console_master is not None:
+        return opts.console_master if terminal else None
+    if not terminal and not opts.console_socket:
+        return None
+    from ocirun.console import ConsoleSocket, check_terminal_flags
+    check_terminal_flags(terminal, True, opts.console_socket)
+    return ConsoleSocket(str(opts.console_socket))
+
+
+def _connect(console: Any) -> None:
+    if hasattr(console, "connect"):
+        console.connect()
+
+
+def plan_host_side(cid: str, spec: dict[str, Any]) -> HostSide | None:
+    """linux.intelRdt and linux.netDevices, checked before any fork (ops/hostside.py)."""
+    linux = spec.get("linux") or {}
+    if not (linux.get("intelRdt") or linux.get("netDevices")):
+        return None
+    from ocirun.ops.hostside import plan
+    return plan(cid, spec)
+
+
 # The init loads the profile before `ready` and still sends to the runtime,
 # closes fds, opens the exec FIFO and execs after it.
 SECCOMP_DIED_HINT = ("; the seccomp profile (linux.seccomp) is loaded before that point: it must "
@@ -203,8 +252,13 @@ SECCOMP_DIED_HINT = ("; the seccomp profile (linux.seccomp) is loaded before tha
                      "write, execve; signal 31 is SIGSYS, a seccomp kill)")
 
 
-def take_fds(plan: ContainerPlan, msg: dict[str, object]) -> None:
-    """An fd-carrying message from the init (process/parent.py ``on_fds``)."""
+def take_fds(plan: ContainerPlan, msg: dict[str, object], console: Any = None) -> None:
+    """An fd-carrying message from the init (process/parent.py ``on_fds``):
+    the pty master (to the console socket or run's TtyProxy) or the seccomp
+    listener (to the agent)."""
+    if msg["type"] == "console_master" and console is not None:
+        console.on_fds(msg)
+        return
     fds: list[int] = msg["fds"]  # type: ignore[assignment]
     try:
         if msg["type"] != "seccomp_listener" or len(fds) != 1 or plan.process.seccomp is None:

@@ -60,6 +60,9 @@ def destroy(store: StateStore, st: ContainerState) -> None:
         # they are the container's too.
         mgr.kill_all(9)
         mgr.destroy()
+    if os.path.exists(os.path.join(st.dir, "resctrl")):
+        from ocirun.ops.hostside import remove_rdt
+        remove_rdt(st.dir)
     store.remove(st.id)
 
 

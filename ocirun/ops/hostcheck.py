@@ -193,14 +193,16 @@ def lsm(spec: dict[str, Any], sys_root: str = "/sys") -> list[Finding]:
     apparmor = (_read(f"{sys_root}/module/apparmor/parameters/enabled") or "").strip() == "Y"
     selinux = os.path.exists(f"{sys_root}/fs/selinux/enforce")
     if process.get("apparmorProfile") and not apparmor:
-        out.append(Finding("$.process.apparmorProfile", "AppArmor is off on this host",
-                           severity=WARNING, level=SHOULD, source="host",
+        out.append(Finding("$.process.apparmorProfile", "AppArmor is off on this host: ocirun "
+                           "refuses the profile (runc 1.1.5 fails on it too)",
+                           severity=ERROR, level=PORTABILITY, source="host",
                            fix="remove apparmorProfile here, or enable AppArmor"))
     for where, value in (("$.process.selinuxLabel", process.get("selinuxLabel")),
                          ("$.linux.mountLabel", linux.get("mountLabel"))):
         if value and not selinux:
-            out.append(Finding(where, "SELinux is off on this host: the label has no effect",
-                               severity=WARNING, level=SHOULD, source="host",
+            out.append(Finding(where, "SELinux is off on this host: ocirun refuses the label "
+                                      "(runc 1.1.5 fails on it too)",
+                               severity=ERROR, level=PORTABILITY, source="host",
                                fix="remove the label here, or enable SELinux"))
     return out
 

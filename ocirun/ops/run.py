@@ -79,6 +79,15 @@ def run(store: StateStore, cid: str, opts: CreateOptions, *, detach: bool = Fals
     from ocirun.ops.create import create
     from ocirun.ops.delete import delete
     from ocirun.ops.start import start
+    holder = None
+    if not detach:
+        # In the foreground a terminal is the caller's own (a TtyProxy); a
+        # console socket is for detached runs only (runc's rule).
+        from ocirun.console import SOCKET_NO_TTY, MasterHolder
+        if opts.console_socket:
+            from ocirun.errors import OciRunError
+            raise OciRunError(SOCKET_NO_TTY)
+        holder = opts.console_master = MasterHolder()
     try:
         st = create(store, cid, opts, sys)
         try:
@@ -92,12 +101,27 @@ def run(store: StateStore, cid: str, opts: CreateOptions, *, detach: bool = Fals
             fwd.target(st.pid)
             return 0
         fwd.target(st.pid)
+        if holder is not None and holder.master >= 0:
+            proxy_terminal(holder.master, st.pid)
         status = wait_init(st.pid)
     finally:
+        if holder is not None:
+            holder.close()
         fwd.restore()
     if not keep:
         delete(store, cid, force=True)
     return status
+
+
+def proxy_terminal(master: int, pid: int) -> None:
+    """The caller's terminal wired to the pty until ``pid`` exits."""
+    from ocirun.console import TtyProxy
+    proxy = TtyProxy(master)
+    proxy.set_raw()
+    try:
+        proxy.run(pid)
+    finally:
+        proxy.restore()
 
 
 def wait_init(pid: int) -> int:

@@ -56,6 +56,10 @@ class Channel:
             self._raise_pending_error()
             raise errors.ChildDiedError(f"{self.peer} exited before it got `{mtype}`") from None
 
+    def raise_pending_error(self) -> None:
+        """Raise the ``error`` the peer already sent, if it did (no waiting)."""
+        self._raise_pending_error()
+
     def _raise_pending_error(self) -> None:
         try:
             while True:

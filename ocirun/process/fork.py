@@ -67,3 +67,22 @@ def spawn(fn: Callable[[], None], chan: Channel, close_fds: tuple[int, ...], sta
         report(chan, e, stage)
     finally:
         os._exit(code)
+
+
+def spawn_helper(fn: Callable[[], None], close_fds: tuple[int, ...], sys: Syscalls) -> int:
+    """Fork a short-lived helper that has no channel: it reports by exit
+    status (and by what it writes to pipes it shares with the caller)."""
+    pid = sys.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        _default_signals()
+        for fd in close_fds:
+            os.close(fd)
+        fn()
+        code = 0
+    except BaseException:  # nothing to report to: the exit status says it
+        code = 1
+    finally:
+        os._exit(code)

@@ -19,7 +19,10 @@ to the parent over the channel before ``ready``, through the exec FIFO after.
   N5 createContainer hooks, here (container namespaces, host paths still
      reachable); sysctl (written through the container's own /proc) and
      hostname/domainname;
-  N6 pivot_root, masked and read-only paths, read-only root;
+  N6 pivot_root; with process.terminal, the console (a pty of the
+     container's devpts, /dev/console bound to it, its master sent to the
+     runtime as ``console_master``, the slave as stdio); masked and
+     read-only paths, read-only root;
   N7 the process step S1-S9 (process/setup.py): limits, ids, capabilities,
      cwd, executable lookup;
   N8 ``ready``; block in open(2) of the exec FIFO until ``start``;
@@ -54,9 +57,14 @@ def preload(plan: ContainerPlan) -> None:
     import ocirun.process.intermediate
     import ocirun.rlimits
     import ocirun.rootfs
+    import ocirun.sched
     import ocirun.user
+    if plan.process.mem_policy is not None:
+        import ocirun.mempolicy
     if plan.hooks:
         import ocirun.hooks  # noqa: F401
+    if plan.process.terminal:
+        import ocirun.console  # noqa: F401
     if plan.process.seccomp is not None:
         import ocirun.seccomp  # noqa: F401
     if plan.process.apparmor_profile or plan.process.selinux_label:
@@ -159,9 +167,26 @@ def write_sysctl(rootfs: str, sysctl: tuple[tuple[str, str], ...]) -> None:
                                errno=e.errno, stage="sysctl") from e
 
 
-def switch_root(plan: ContainerPlan, sys: api.Syscalls) -> None:                # N6
+def switch_root(plan: ContainerPlan, chan: Channel, sys: api.Syscalls) -> None:  # N6
     from ocirun import rootfs
-    rootfs.finish_rootfs(plan, sys)
+    after_pivot = None
+    if plan.process.terminal:
+        def after_pivot() -> None:
+            setup_console(plan, chan, sys)
+    rootfs.finish_rootfs(plan, sys, after_pivot)
+
+
+def setup_console(plan: ContainerPlan, chan: Channel, sys: api.Syscalls) -> None:  # N6
+    """After pivot_root, so /dev/ptmx is the container's (runc does the same)."""
+    from ocirun import console
+    master, slave, path = console.open_pty(plan.process.console_size)
+    try:
+        if not plan.dev_is_bind:  # a bound /dev is someone else's: leave its console be
+            console.bind_console(path, sys)
+        chan.send("console_master", fds=[master])
+    finally:
+        os.close(master)
+    console.attach_stdio(slave, plan.process.uid, new_session=False)
 
 
 def wait_for_start(handles: Handles, chan: Channel, seccomp: bool = False) -> int:  # N8
@@ -225,8 +250,8 @@ def run_init(plan: ContainerPlan, handles: Handles, chan: Channel, sys: api.Sysc
     container_hooks_and_names(plan, sys)
     steps.end("N5", "createContainer hooks, sysctl, names", t)
     t = steps.begin()
-    switch_root(plan, sys)
-    steps.end("N6", "pivot_root, masked and read-only paths", t)
+    switch_root(plan, chan, sys)
+    steps.end("N6", "pivot_root, console, masked and read-only paths", t)
     t = steps.begin()
     exe = setup.prepare_process(                                                # N7
         plan.process, sys, lambda fd: chan.send("seccomp_listener", fds=(fd,)))

@@ -4,7 +4,10 @@ The same for a new container's init and for a process joining a running
 container (``exec``): only what it enters differs.  Steps are numbered as
 in specs/sync-protocol.md:
   I1 become non-dumpable (nothing of the runtime can be ptraced or read
-     through /proc once it shares namespaces with the container);
+     through /proc once it shares namespaces with the container); set the
+     CPU affinity: an exec's execCPUAffinity.initial, else every CPU, so
+     the container does not inherit the CPUs its caller was pinned to
+     (runc 1.2 does the same; the cgroup's cpuset narrows it on attach);
   I2 setns into every namespace to join (user first);
   I3 new user namespace: unshare, ask the parent for the id maps, become root;
   I4 unshare the other new namespaces (not cgroup: the init does that once
@@ -33,13 +36,14 @@ if TYPE_CHECKING:
 class Entry:
     """What the intermediate enters: fds to setns into, namespaces to create."""
 
-    __slots__ = ("join_fds", "ns", "time_offsets")
+    __slots__ = ("cpus", "join_fds", "ns", "time_offsets")
 
     def __init__(self, join_fds: list[tuple[int, int]], ns: NamespacePlan | None = None,
-                 time_offsets: bytes = b"") -> None:
+                 time_offsets: bytes = b"", cpus: tuple[int, ...] | None = None) -> None:
         self.join_fds = join_fds  # (fd, CLONE_NEW*) in join order
         self.ns = ns  # new namespaces (None: join only)
         self.time_offsets = time_offsets
+        self.cpus = cpus  # execCPUAffinity.initial (None: every CPU)
 
 
 def debug_sink(chan: Channel) -> Callable[[str], None] | None:
@@ -54,7 +58,10 @@ def run_intermediate(entry: Entry, chan: Channel, sys: api.Syscalls,
     steps.in_child("intermediate", debug_sink(chan))
     t = steps.begin()
     sys.prctl(api.PR_SET_DUMPABLE, 0)                                   # I1
-    steps.end("I1", "non-dumpable", t)
+    from ocirun.sched import all_cpus, set_affinity
+    set_affinity(entry.cpus or all_cpus(), "process.execCPUAffinity.initial" if entry.cpus
+                 else "reset the CPU affinity", sys)
+    steps.end("I1", "non-dumpable, CPU affinity", t)
     t = steps.begin()
     from ocirun import namespaces
     namespaces.join(entry.join_fds, sys)                                 # I2

@@ -99,13 +99,14 @@ def describe_exit(pid: int) -> str:
 class Launch:
     """One launch: what to start and how the parent answers its requests."""
 
-    __slots__ = ("entry", "final", "gid_map", "kind", "mgr", "on_fds", "run_runtime_hooks",
-                 "uid_map")
+    __slots__ = ("entry", "final", "gid_map", "kind", "mgr", "on_fds", "on_pid",
+                 "run_runtime_hooks", "uid_map")
 
     def __init__(self, kind: str, entry: Entry, final: Callable[[Channel], None], *,
                  mgr: CgroupManager | None = None, uid_map: bytes = b"", gid_map: bytes = b"",
                  run_runtime_hooks: Callable[[int], None] | None = None,
-                 on_fds: Callable[[dict[str, object]], None] | None = None) -> None:
+                 on_fds: Callable[[dict[str, object]], None] | None = None,
+                 on_pid: Callable[[int], None] | None = None) -> None:
         self.kind = kind
         self.entry = entry
         self.final = final  # runs in the final process, given the child channel
@@ -116,6 +117,9 @@ class Launch:
         # A message carrying fds (seccomp listener, terminal master): the
         # parent's handler takes them before the launch goes on.
         self.on_fds = on_fds
+        # P3, after the cgroup: what else the runtime does with the new pid
+        # before the process goes on (resctrl group, network devices).
+        self.on_pid = on_pid
 
 
 def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
@@ -155,7 +159,15 @@ def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
         t = steps.begin()
         os.waitpid(inter, 0)                                                   # P3
         if spec.mgr is not None:
-            spec.mgr.add(pid)
+            try:
+                spec.mgr.add(pid)
+            except OciRunError:
+                # A tenant does its process step meanwhile: if it died of an
+                # error, that error is the one to report, not the cgroup's.
+                chan.raise_pending_error()
+                raise
+        if spec.on_pid is not None:
+            spec.on_pid(pid)
         chan.send("cgroup_ready")
         steps.end("P3", "reap the intermediate, join the cgroup", t)
         if spec.kind == INIT:

@@ -4,7 +4,7 @@ The config has passed the schema and the meaning checks (config/checks.py);
 what remains here is turning it into the exact values the children apply,
 and every error that only shows while doing so: rlimits that setrlimit
 would refuse, an env entry that is not ``KEY=value``, a mount inside /proc,
-id-mapped mounts (not built yet), a rootfs whose /proc or /sys is not a
+id-mapped mounts without a mapping, a rootfs whose /proc or /sys is not a
 plain directory.  Each error names its JSON path.  Nothing here touches the
 system except reading the rootfs (``/etc/passwd`` for HOME, the /proc and
 /sys entries) and the runtime's own capability bounding set.
@@ -16,8 +16,8 @@ import os
 import stat
 
 from ocirun import log
-from ocirun.errors import ConfigError, NotSupportedError, OciRunError
-from ocirun.plantypes import ContainerPlan, MountPlan, ProcessPlan
+from ocirun.errors import ConfigError, OciRunError
+from ocirun.plantypes import ContainerPlan, IdMap, MountPlan, ProcessPlan
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -125,6 +125,7 @@ def build_process_plan(proc: dict[str, Any], *, rootfs: str, linux: dict[str, An
     console = proc.get("consoleSize")
     umask = user.get("umask")
     adj = proc.get("oomScoreAdj")
+    scheduling = plan_scheduling(proc, linux, where)
     return ProcessPlan(
         args=tuple(str(a) for a in args), env=env, cwd=str(proc.get("cwd") or "/"),
         uid=uid, gid=int(user.get("gid", 0)),
@@ -135,7 +136,23 @@ def build_process_plan(proc: dict[str, Any], *, rootfs: str, linux: dict[str, An
         apparmor_profile=apparmor, selinux_label=selinux, seccomp=seccomp,
         terminal=bool(proc.get("terminal")),
         console_size=(int(console["height"]), int(console["width"])) if console else None,
-        keep_fds=keep_fds, keyring=keyring)
+        keep_fds=keep_fds, keyring=keyring, **scheduling)
+
+
+def plan_scheduling(proc: dict[str, Any], linux: dict[str, Any], where: str) -> dict[str, Any]:
+    """process.scheduler, ioPriority, execCPUAffinity and linux.memoryPolicy
+    (ProcessPlan keyword arguments; only the configured ones, imported only then)."""
+    out: dict[str, Any] = {}
+    if proc.get("scheduler") or proc.get("ioPriority") or proc.get("execCPUAffinity"):
+        from ocirun.sched import plan_affinity, plan_ioprio, plan_scheduler
+        out["scheduler"] = plan_scheduler(proc.get("scheduler"), f"{where}.scheduler")
+        out["io_priority"] = plan_ioprio(proc.get("ioPriority"), f"{where}.ioPriority")
+        out["cpu_affinity"] = plan_affinity(proc.get("execCPUAffinity"),
+                                            f"{where}.execCPUAffinity")
+    if linux.get("memoryPolicy"):
+        from ocirun.mempolicy import plan_mempolicy
+        out["mem_policy"] = plan_mempolicy(linux["memoryPolicy"])
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -173,8 +190,11 @@ def _check_proc_dest(dest: str, fstype: str, is_bind: bool, where: str) -> None:
 
 
 def build_mounts(mounts: list[dict[str, Any]], bundle: str, *, in_userns: bool,
-                 own_netns: bool, mount_label: str | None = None) -> tuple[MountPlan, ...]:
-    """``mount_label``: linux.mountLabel, added as ``context=`` (ocirun/lsm.py)."""
+                 own_netns: bool, mount_label: str | None = None,
+                 userns: IdMap | None = None) -> tuple[MountPlan, ...]:
+    """``mount_label``: linux.mountLabel, added as ``context=`` (ocirun/lsm.py).
+    ``userns``: the container's user namespace (its maps, or its path), which
+    an ``idmap`` mount without maps of its own uses (config.md: MAY)."""
     from ocirun.mount_options import parse_mount_options
     out = []
     for i, m in enumerate(mounts):
@@ -182,10 +202,13 @@ def build_mounts(mounts: list[dict[str, Any]], bundle: str, *, in_userns: bool,
         dest = norm_dest(str(m["destination"]))
         fstype = str(m.get("type") or "")
         opts = parse_mount_options(list(m.get("options") or []))
+        idmap = None
         if opts.idmap or opts.ridmap or m.get("uidMappings") or m.get("gidMappings"):
-            raise NotSupportedError(f"config.json: {where}: id-mapped mounts (idmap, ridmap, "
-                                    "uidMappings/gidMappings) are not supported yet")
+            idmap = plan_idmap(m, opts.ridmap, where, userns)
         is_bind = opts.is_bind or fstype in ("bind", "rbind")
+        if idmap is not None and not is_bind:
+            raise ConfigError(f"config.json: {where}: id-mapped mounts are bind mounts only "
+                              "(add `bind` or `rbind` to options)")
         _check_proc_dest(dest, fstype, is_bind, where)
         src = str(m.get("source") or "")
         if is_bind:
@@ -206,8 +229,39 @@ def build_mounts(mounts: list[dict[str, Any]], bundle: str, *, in_userns: bool,
         out.append(MountPlan(index=i, destination=dest, fstype=fstype, source=src, options=opts,
                              kind=kind, recursive=opts.rbind or fstype == "rbind"
                              or kind == "host_sysfs",
-                             shows_cgroups=_shows_cgroups(fstype, dest)))
+                             shows_cgroups=_shows_cgroups(fstype, dest), idmap=idmap))
     return tuple(out)
+
+
+def plan_idmap(m: dict[str, Any], recursive: bool, where: str,
+               userns: IdMap | None) -> IdMap:
+    """config.md mounts[].uidMappings/gidMappings and the idmap/ridmap options."""
+    uid, gid = m.get("uidMappings"), m.get("gidMappings")
+    if uid or gid:
+        for key, maps in (("uidMappings", uid), ("gidMappings", gid)):
+            if not maps:
+                raise ConfigError(f"config.json: {where}.{key}: required with the other mapping")
+            for j, one in enumerate(maps):
+                if int(one.get("size", 0)) < 1:
+                    raise ConfigError(f"config.json: {where}.{key}[{j}].size: must be at least 1")
+        return IdMap(uid_map=_map_text(list(uid or ())), gid_map=_map_text(list(gid or ())),
+                     recursive=recursive)
+    if userns is None:
+        raise ConfigError(f"config.json: {where}.options: idmap needs uidMappings and "
+                          "gidMappings on the mount, or a user namespace for the container")
+    return IdMap(uid_map=userns.uid_map, gid_map=userns.gid_map, recursive=recursive,
+                 userns_path=userns.userns_path)
+
+
+def _container_userns(linux: dict[str, Any]) -> IdMap | None:
+    """The container's user namespace as an idmap mount would use it."""
+    entry = next((n for n in linux.get("namespaces") or [] if n.get("type") == "user"), None)
+    if entry is None:
+        return None
+    if entry.get("path"):
+        return IdMap(userns_path=str(entry["path"]))
+    return IdMap(uid_map=_map_text(linux.get("uidMappings") or []),
+                 gid_map=_map_text(linux.get("gidMappings") or []))
 
 
 def check_rootfs_dirs(rootfs: str) -> None:
@@ -254,7 +308,8 @@ def build_container_plan(cid: str, spec: dict[str, Any], bundle: str, opts: Laun
         from ocirun.lsm import plan_mount_label
         mount_label = plan_mount_label(linux["mountLabel"])
     mounts = build_mounts(list(spec.get("mounts") or []), bundle, in_userns=ns.in_userns,
-                          own_netns=own_netns, mount_label=mount_label)
+                          own_netns=own_netns, mount_label=mount_label,
+                          userns=_container_userns(linux))
     try:
         devices = tuple(device_list(spec))
     except OciRunError as e:

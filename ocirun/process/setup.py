@@ -10,6 +10,8 @@ config-linux.md "Personality") in this order, each step a named function:
   S2 set_personality;
   S3 apply_limits: rlimits and oom_score_adj, while still privileged
      (raising a hard limit or lowering the score needs CAP_SYS_RESOURCE);
+  S3a apply_scheduling: memory policy, I/O priority, scheduler, also while
+     privileged (realtime classes need CAP_SYS_NICE / CAP_SYS_ADMIN);
   S3b set_lsm_labels: the AppArmor profile and SELinux label the next
      execve takes on (ocirun/lsm.py), while /proc/self/attr is still ours
      and before a seccomp filter could forbid the writes;
@@ -26,8 +28,9 @@ config-linux.md "Personality") in this order, each step a named function:
   S9b load_seccomp, when no_new_privs is on: after everything above that a
      profile may forbid.  A NOTIFY listener is handed to the runtime at once
      (``hand_over``), before anything else the agent could be asked about;
-  S10 exec_process: umask, execve (the caller runs what must happen between
-     S9 and S10: the init waits for ``start`` and runs startContainer hooks).
+  S10 exec_process: refuse to exec the runtime's own binary, umask, execve
+     (the caller runs what must happen between S9 and S10: the init waits
+     for ``start`` and runs startContainer hooks).
 
 The runtime's own modules must be imported before the root is switched
 (process/init.py ``preload``): nothing here imports lazily.
@@ -80,6 +83,18 @@ def apply_limits(p: ProcessPlan) -> None:                                      #
     if p.rlimits:
         apply_rlimits(p.rlimits)
     apply_oom_score_adj(p.oom_score_adj)
+
+
+def apply_scheduling(p: ProcessPlan, sys: api.Syscalls) -> None:             # S3a
+    if p.mem_policy is not None:
+        from ocirun.mempolicy import apply_mempolicy
+        apply_mempolicy(p.mem_policy, sys)
+    if p.io_priority is not None:
+        from ocirun.sched import apply_ioprio
+        apply_ioprio(p.io_priority[0], p.io_priority[1], sys)
+    if p.scheduler is not None:
+        from ocirun.sched import apply_scheduler
+        apply_scheduler(p.scheduler, sys)
 
 
 def set_lsm_labels(p: ProcessPlan) -> None:                                    # S3b
@@ -210,6 +225,9 @@ def prepare_process(p: ProcessPlan, sys: api.Syscalls,
     apply_limits(p)
     steps.end("S3", "rlimits, oom_score_adj", t)
     t = steps.begin()
+    apply_scheduling(p, sys)
+    steps.end("S3a", "memory policy, I/O priority, scheduler", t)
+    t = steps.begin()
     set_lsm_labels(p)
     steps.end("S3b", "LSM labels", t)
     t = steps.begin()
@@ -241,12 +259,61 @@ def prepare_process(p: ProcessPlan, sys: api.Syscalls,
     return exe
 
 
-def exec_process(p: ProcessPlan, exe: str) -> None:                          # S10
-    """umask and execve; raises ExecError when execve fails (never returns)."""
+# binfmt_script: at most 4 interpreters deep (BINPRM_MAX_RECURSION)
+_MAX_SHEBANG_DEPTH = 5
+
+
+def _shebang(path: str) -> str | None:
+    """The interpreter a ``#!`` script names, or None (not a script, unreadable)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY)
+    except OSError:
+        return None
+    try:
+        head = os.read(fd, 256)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    if not head.startswith(b"#!"):
+        return None
+    words = head[2:].split(b"\n", 1)[0].split()
+    return os.fsdecode(words[0]) if words else None
+
+
+def refuse_runtime_binary(exe: str) -> None:                                  # S10
+    """CVE-2019-5736: a container that makes its program ``#!/proc/self/exe``
+    (or a link to it) would have the runtime exec its own interpreter inside
+    the container, whose /proc/<pid>/exe then hands the host's binary to the
+    container for writing.  The executable and each interpreter in its
+    ``#!`` chain must not be the file this process runs from."""
+    try:
+        me = os.stat("/proc/self/exe")
+    except OSError:
+        return
+    path: str | None = exe
+    for _ in range(_MAX_SHEBANG_DEPTH):
+        if path is None:
+            return
+        try:
+            st = os.stat(path)
+        except OSError:
+            return  # execve reports it
+        if (st.st_dev, st.st_ino) == (me.st_dev, me.st_ino):
+            raise ExecError(f'exec: "{exe}": refused: it runs the runtime\'s own binary '
+                            "(`/proc/self/exe`), which would expose it to the container "
+                            "(CVE-2019-5736)", errno=_errno.EACCES, stage="exec")
+        path = _shebang(path)
+
+
+def exec_process(p: ProcessPlan, exe: str, env: dict[str, str] | None = None) -> None:  # S10
+    """umask and execve; raises ExecError when execve fails (never returns).
+    ``env``: the environment to use instead of the plan's (exec's LISTEN_PID)."""
+    refuse_runtime_binary(exe)
     if p.umask is not None:
         os.umask(p.umask)
     try:
-        os.execve(exe, list(p.args), p.env_dict())
+        os.execve(exe, list(p.args), p.env_dict() if env is None else env)
     except OSError as e:
         text = e.strerror.lower() if e.strerror else str(e)
         if p.seccomp is not None:  # the profile applies to execve too

@@ -6,6 +6,12 @@ container's cgroup.  What is left is the shared process step
 (process/setup.py) and execve.  An error before execve reaches the runtime
 over the channel; a successful execve closes the channel (it is
 close-on-exec), which the runtime reads as success.
+
+  T1 close every inherited fd but the channel and the preserved ones;
+  T2 wait for ``cgroup_ready`` (after T3 when there is no seccomp filter and
+     no terminal, so the runtime's cgroup writes overlap the process step);
+  T2a with process.terminal: a pty, its master sent as ``console_master``;
+  T3 the process step S1-S9;  T4 execve (S10).
 """
 
 from __future__ import annotations
@@ -31,12 +37,52 @@ def run_tenant(p: ProcessPlan, chan: Channel, sys: Syscalls) -> None:
     for fd in range(3, 3 + p.keep_fds):
         os.set_inheritable(fd, True)
     steps.end("T1", "close inherited fds", t)
-    t = steps.begin()
     # Nothing of the user's runs before the runtime has put us in the cgroup.
-    chan.expect("cgroup_ready")                                                # T2
-    steps.end("T2", "wait for the cgroup", t)
+    # The runtime's writes to cgroup.procs can wait for an RCU grace period
+    # (v1): without a seccomp filter we do the process step meanwhile and
+    # wait only right before execve.  With one, we wait first: the filter
+    # (loaded in S5b/S9b) may forbid receiving on the channel.  With a
+    # terminal too: its master must not reach the runtime before our pid.
+    late = p.seccomp is None and not p.terminal
+    if not late:
+        wait_for_cgroup(chan, p, sys)                                          # T2
+    if p.terminal:                                                             # T2a
+        t = steps.begin()
+        open_terminal(p, chan)
+        steps.end("T2a", "terminal", t)
     t = steps.begin()
     exe = setup.prepare_process(                                               # T3 (S1-S9)
         p, sys, lambda fd: chan.send("seccomp_listener", fds=(fd,)))
     steps.end("T3", "process step S1-S9", t)
-    setup.exec_process(p, exe)                                                 # T4 (S10)
+    if late:
+        wait_for_cgroup(chan, p, sys)                                          # T2
+    env = None
+    if "LISTEN_PID=1" in p.env:
+        # Socket activation: LISTEN_PID names the process that owns the fds,
+        # and we are not the container's pid 1 (getpid() is our pid in the
+        # container's pid namespace, which we forked into).
+        env = {**p.env_dict(), "LISTEN_PID": str(os.getpid())}
+    setup.exec_process(p, exe, env)                                            # T4 (S10)
+
+
+def wait_for_cgroup(chan: Channel, p: ProcessPlan, sys: Syscalls) -> None:    # T2
+    t = steps.begin()
+    chan.expect("cgroup_ready")
+    if p.cpu_affinity is not None and p.cpu_affinity[1] is not None:
+        # execCPUAffinity.final: once in the cgroup (whose cpuset reset it).
+        from ocirun.sched import set_affinity
+        set_affinity(p.cpu_affinity[1], "process.execCPUAffinity.final", sys)
+    steps.end("T2", "wait for the cgroup", t)
+
+
+def open_terminal(p: ProcessPlan, chan: Channel) -> None:
+    """A pty of the container's devpts (setns put us under its root), the
+    master to the runtime, the slave as our controlling terminal in a new
+    session."""
+    from ocirun import console
+    master, slave, _ = console.open_pty(p.console_size)
+    try:
+        chan.send("console_master", fds=[master])
+    finally:
+        os.close(master)
+    console.attach_stdio(slave, p.uid, new_session=True)

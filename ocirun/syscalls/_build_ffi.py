@@ -115,6 +115,20 @@ struct oci_bpf_get_fd_by_id {
     uint32_t next_id;
     uint32_t open_flags;
 };
+
+/* linux/sched/types.h: struct sched_attr, SCHED_ATTR_SIZE_VER1 (56 bytes) */
+struct oci_sched_attr {
+    uint32_t size;
+    uint32_t sched_policy;
+    uint64_t sched_flags;
+    int32_t sched_nice;
+    uint32_t sched_priority;
+    uint64_t sched_runtime;
+    uint64_t sched_deadline;
+    uint64_t sched_period;
+    uint32_t sched_util_min;
+    uint32_t sched_util_max;
+};
 """
 
 

@@ -51,6 +51,12 @@ _NR_BY_ARCH: dict[str, dict[str, int]] = {
 for _arch, _nr in (("x86_64", 317), ("aarch64", 277), ("riscv64", 277), ("ppc64le", 358),
                    ("s390x", 348)):
     _NR_BY_ARCH[_arch]["seccomp"] = _nr
+# Process scheduling and NUMA calls (issue 13): apart from the table above so
+# that additions merge cleanly.
+for _arch, _nrs in (("x86_64", (314, 251, 238)), ("aarch64", (274, 30, 237)),
+                    ("riscv64", (274, 30, 237)), ("ppc64le", (355, 273, 261)),
+                    ("s390x", (345, 282, 270))):
+    _NR_BY_ARCH[_arch].update(zip(("sched_setattr", "ioprio_set", "set_mempolicy"), _nrs))
 
 MACHINE = os.uname().machine
 NR: dict[str, int] = _NR_BY_ARCH.get(MACHINE, {})

@@ -121,6 +121,10 @@ SECCOMP_FILTER_FLAG_NEW_LISTENER = 8
 SECCOMP_FILTER_FLAG_TSYNC_ESRCH = 16
 SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV = 32
 
+# ioprio_set(2) (linux/ioprio.h)
+IOPRIO_WHO_PROCESS = 1
+IOPRIO_CLASS_SHIFT = 13
+
 
 class Syscalls(Protocol):
     """Kernel calls the runtime makes that ``os`` does not wrap."""
@@ -194,3 +198,17 @@ class Syscalls(Protocol):
         ``flags`` has NEW_LISTENER, else 0.  ``bpf=None`` passes a NULL program:
         the kernel then fails with EFAULT when it knows ``flags`` and EINVAL when
         it does not (how libseccomp probes for flags)."""
+
+    def sched_setattr(self, policy: int, flags: int, nice: int, priority: int,
+                      runtime: int, deadline: int, period: int) -> None:
+        """``sched_setattr(0, attr, 0)`` on the calling thread (struct sched_attr v1)."""
+
+    def ioprio_set(self, ioprio: int) -> None:
+        """``ioprio_set(IOPRIO_WHO_PROCESS, 0, ioprio)`` on the calling process."""
+
+    def set_mempolicy(self, mode: int, nodes: tuple[int, ...]) -> None:
+        """``set_mempolicy(mode | MPOL_F_*, nodemask, maxnode)``; ``nodes`` empty
+        passes a NULL mask (MPOL_DEFAULT, MPOL_LOCAL, local MPOL_PREFERRED)."""
+
+    def sched_setaffinity(self, cpus: tuple[int, ...]) -> None:
+        """``sched_setaffinity(0, cpus)`` (os wraps it; here so tests see it)."""

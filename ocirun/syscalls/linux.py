@@ -17,6 +17,8 @@ from ocirun.syscalls.api import (
     SECCOMP_SET_MODE_FILTER,
 )
 
+from ocirun.syscalls.api import IOPRIO_WHO_PROCESS, KEYCTL_JOIN_SESSION_KEYRING, NS_GET_NSTYPE
+
 _CAP_V3 = 0x20080522  # _LINUX_CAPABILITY_VERSION_3: two 32-bit words per set
 
 
@@ -256,3 +258,37 @@ class LinuxSyscalls:
         if rc == -1:
             _raise()
         return rc
+
+    def sched_setattr(self, policy: int, flags: int, nice: int, priority: int,
+                      runtime: int, deadline: int, period: int) -> None:
+        attr = ffi.new("struct oci_sched_attr *", {
+            "size": ffi.sizeof("struct oci_sched_attr"), "sched_policy": policy,
+            "sched_flags": flags, "sched_nice": nice, "sched_priority": priority,
+            "sched_runtime": runtime, "sched_deadline": deadline, "sched_period": period})
+        if lib.syscall(_nr("sched_setattr"), ffi.cast("int", 0), attr,
+                       ffi.cast("unsigned int", 0)) != 0:
+            _raise()
+
+    def ioprio_set(self, ioprio: int) -> None:
+        if lib.syscall(_nr("ioprio_set"), ffi.cast("int", IOPRIO_WHO_PROCESS),
+                       ffi.cast("int", 0), ffi.cast("int", ioprio)) != 0:
+            _raise()
+
+    def set_mempolicy(self, mode: int, nodes: tuple[int, ...]) -> None:
+        if nodes:
+            bits = 8 * ffi.sizeof("unsigned long")
+            words = max(nodes) // bits + 1
+            mask = ffi.new("unsigned long[]", words)
+            for n in nodes:
+                mask[n // bits] |= 1 << (n % bits)
+            # maxnode counts bits, and the kernel drops the last one (a
+            # historical off-by-one every libnuma caller compensates for).
+            maxnode = words * bits + 1
+        else:
+            mask, maxnode = ffi.NULL, 0
+        if lib.syscall(_nr("set_mempolicy"), ffi.cast("int", mode), mask,
+                       ffi.cast("unsigned long", maxnode)) != 0:
+            _raise()
+
+    def sched_setaffinity(self, cpus: tuple[int, ...]) -> None:
+        os.sched_setaffinity(0, cpus)

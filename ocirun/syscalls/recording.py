@@ -169,3 +169,16 @@ class RecordingSyscalls:
     def seccomp_set_filter(self, flags: int, bpf: bytes | None) -> int:
         self._record("seccomp_set_filter", flags, bpf)
         return self.seccomp_result
+
+    def sched_setattr(self, policy: int, flags: int, nice: int, priority: int,
+                      runtime: int, deadline: int, period: int) -> None:
+        self._record("sched_setattr", policy, flags, nice, priority, runtime, deadline, period)
+
+    def ioprio_set(self, ioprio: int) -> None:
+        self._record("ioprio_set", ioprio)
+
+    def set_mempolicy(self, mode: int, nodes: tuple[int, ...]) -> None:
+        self._record("set_mempolicy", mode, nodes)
+
+    def sched_setaffinity(self, cpus: tuple[int, ...]) -> None:
+        self._record("sched_setaffinity", cpus)

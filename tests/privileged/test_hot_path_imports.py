@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import uuid
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,10 @@ HELP_CODE = {"ocirun.cmdhelp", "ocirun.manpage", "ocirun.completion",
 
 
 def _imports(root: str, argv: list[str], cwd: str) -> set[str]:
-    # what bin/ocirun does: -I -S, then this interpreter's site-packages (cffi)
+    # what bin/ocirun does: -I -S, then the venv's own site-packages (cffi); under -S
+    # sys.prefix is the base interpreter's, so take the path from this (site-enabled) process
     code = (f"import sys; sys.path.insert(0, {str(REPO)!r}); "
-            "v = sys.version_info; "
-            "sys.path.append(f'{sys.prefix}/lib/python{v[0]}.{v[1]}/site-packages'); "
+            f"sys.path.append({sysconfig.get_path('purelib')!r}); "
             "from ocirun.cli import main; "
             f"sys.exit(main({['--root', root] + argv!r}))")
     # a file, not a pipe: the container inherits the runtime's stdio, and a

@@ -381,12 +381,12 @@ def test_apply_routes_v1_and_falls_back_to_unified(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("res,msg", [
-    ({"cpu": {"shares": 512}}, r"linux.resources.cpu: needs the `cpu` cgroup controller, which this "
-                               r"host lacks \(no cgroup v1 `cpu` hierarchy is mounted; the unified "
-                               r"hierarchy at `.*` does not offer `cpu`; layout: hybrid"),
+    ({"cpu": {"shares": 512}}, (r"linux.resources.cpu: needs the `cpu` cgroup controller, which this "
+                                r"host lacks \(no cgroup v1 `cpu` hierarchy is mounted; the unified "
+                                r"hierarchy at `.*` does not offer `cpu`; layout: hybrid")),
     ({"network": {"classID": 1}}, r"network.classID: needs the `net_cls` cgroup controller"),
-    ({"unified": {"memory.high": "1"}}, r"linux.resources.unified: the `memory` controller is not "
-                                        r"available on the unified hierarchy"),
+    ({"unified": {"memory.high": "1"}}, (r"linux.resources.unified: the `memory` controller is not "
+                                         r"available on the unified hierarchy")),
 ])
 def test_apply_names_what_the_host_lacks(tmp_path: Path, res: dict[str, object], msg: str) -> None:
     hs = _hybrid(tmp_path, ("memory",), "hugetlb")

@@ -151,12 +151,20 @@ def test_not_yet_commands_refuse(cmd, capfd, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_exec_refused_with_containerd_flags(capfd, tmp_path):
+def test_exec_failure_is_255_with_one_json_error(capfd, tmp_path):
+    # containerd's shim: exec --process F --detach --pid-file P ID; a runtime
+    # failure of exec exits 255 (runc), and the log holds exactly one error line.
+    (tmp_path / "p.json").write_text('{"args": ["true"], "cwd": "/"}')
     argv = ["--root", str(tmp_path), "--log", str(tmp_path / "log.json"), "--log-format", "json",
-            "exec", "--process", "/p.json", "--detach", "--pid-file", "/x.pid", "c1"]
-    assert cli.main(argv) == 1
-    entry = json.loads((tmp_path / "log.json").read_text())
-    assert entry["msg"] == "`exec` is not supported yet"
+            "exec", "--process", str(tmp_path / "p.json"), "--detach", "--pid-file",
+            str(tmp_path / "x.pid"), "c1"]
+    assert cli.main(argv) == 255
+    lines = (tmp_path / "log.json").read_text().splitlines()
+    assert len(lines) == 1
+    entry = json.loads(lines[0])
+    assert entry["level"] == "error" and "does not exist" in entry["msg"]
+    assert "does not exist" in capfd.readouterr().err
+    assert not (tmp_path / "x.pid").exists()
 
 
 def test_systemd_cgroup_refused(capfd, tmp_path):

@@ -15,6 +15,9 @@ LEVELS = [
     ("ops",),
     ("commands", "cli", "__main__", "cmdhelp", "manpage", "completion", "check"),
 ]
+# issue 13's modules: scheduling, NUMA policy, Intel RDT, id-mapped mounts,
+# network devices, CRIU (a line of their own, so merges stay easy)
+LEVELS[1] += ("sched", "mempolicy", "resctrl", "netdev", "criu")
 
 
 def level_of(mod: str) -> int:

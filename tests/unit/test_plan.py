@@ -26,8 +26,8 @@ from ocirun.syscalls.recording import RecordingSyscalls
 BAD: dict[str, tuple[Any, str]] = {
     "rlimit-too-big": (lambda c: c["process"]["rlimits"].append(
         {"type": "RLIMIT_CORE", "soft": 1 << 63, "hard": 1 << 63}), "$.process.rlimits[1]"),
-    "idmapped-mount": (lambda c: c["mounts"].append(
-        {"destination": "/m", "type": "bind", "source": "/tmp", "options": ["rbind"],
+    "idmapped-mount-not-bind": (lambda c: c["mounts"].append(
+        {"destination": "/m", "type": "tmpfs", "source": "tmpfs", "options": ["idmap"],
          "uidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}],
          "gidMappings": [{"containerID": 0, "hostID": 1000, "size": 1}]}), "id-mapped"),
     "proc-mount-elsewhere": (lambda c: c["mounts"].append(

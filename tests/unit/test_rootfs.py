@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from ocirun import rootfs as rfs
-from ocirun.errors import ConfigError, NotSupportedError, SyscallError
+from ocirun.errors import ConfigError, SyscallError
 from planhelp import finish_rootfs, prepare_rootfs
 from ocirun.syscalls import api as k
 from ocirun.syscalls.recording import RecordingSyscalls
@@ -219,9 +219,9 @@ def test_mounts_inside_proc(env: tuple[str, str], dest: str, typ: str, ok: bool)
             prepare_rootfs(spec, bundle, r, RecordingSyscalls(), in_userns=False)
 
 
-def test_idmap_is_refused(env: tuple[str, str]) -> None:
+def test_idmap_without_a_mapping_is_refused(env: tuple[str, str]) -> None:
     bundle, r = env
-    with pytest.raises(NotSupportedError, match="id-mapped"):
+    with pytest.raises(ConfigError, match=r"mounts\[0\]\.options: idmap needs uidMappings"):
         prepare_rootfs(_spec([{"destination": "/x", "source": "/tmp",
                                "options": ["rbind", "idmap"]}]),
                        bundle, r, RecordingSyscalls(), in_userns=False)

@@ -427,6 +427,16 @@ def test_an_entry_from_another_libseccomp_is_recompiled(tmp_path: Path) -> None:
     assert entry.read_bytes().endswith(bpf)
 
 
+def test_an_entry_under_another_name_is_ignored(tmp_path: Path) -> None:
+    compile_(REFERENCE, cache_dir=str(tmp_path))
+    entry = _entry(tmp_path)
+    other = {**REFERENCE, "defaultErrnoRet": 1, "defaultAction": "SCMP_ACT_ERRNO"}
+    key = seccomp.cache_key(other)
+    entry.rename(tmp_path / f"seccomp@{key}")  # as if someone had renamed it
+    assert seccomp.cache_read(str(tmp_path / f"seccomp@{key}"), key) is None
+    assert compile_(other, cache_dir=str(tmp_path)).bpf == compile_(other).bpf
+
+
 @pytest.mark.parametrize("damage", ["truncated", "magic", "writable", "not-json"])
 def test_a_damaged_entry_is_ignored(tmp_path: Path, damage: str) -> None:
     good = compile_(REFERENCE, cache_dir=str(tmp_path)).bpf
@@ -537,6 +547,17 @@ def test_send_listener_without_metadata_omits_it(tmp_path: Path) -> None:
     seccomp.send_listener(path, 0, {"pid": 1, "id": "c"}, "")
     t.join(10)
     assert "metadata" not in got["doc"]
+    for fd in got["fds"]:
+        os.close(fd)
+
+
+def test_send_listener_names_an_exec_process(tmp_path: Path) -> None:
+    path = str(tmp_path / "agent.sock")
+    got: dict[str, Any] = {}
+    t = _serve_once(path, got)
+    seccomp.send_listener(path, 0, {"pid": 1, "id": "c", "status": "running"}, "", pid=77)
+    t.join(10)
+    assert got["doc"]["pid"] == 77 and got["doc"]["state"]["pid"] == 1
     for fd in got["fds"]:
         os.close(fd)
 
