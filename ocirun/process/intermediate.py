@@ -69,9 +69,17 @@ def run_intermediate(entry: Entry, chan: Channel, sys: api.Syscalls,
     t = steps.begin()
     ns = entry.ns
     if ns is not None and ns.new_user:                                   # I3
+        # An unprivileged runtime (rootless) writes the maps, or has
+        # newuidmap write them, only into /proc/<pid>/ of a dumpable process
+        # (a non-dumpable one's belongs to root); non-dumpable again after.
+        rootless = os.geteuid() != 0
         _unshare(sys, api.CLONE_NEWUSER, "user")
+        if rootless:
+            sys.prctl(api.PR_SET_DUMPABLE, 1)
         chan.send("userns_map_request")
         chan.expect("userns_mapped")
+        if rootless:
+            sys.prctl(api.PR_SET_DUMPABLE, 0)
         try:
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)
