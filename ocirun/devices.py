@@ -87,6 +87,31 @@ def create_devices(devices: tuple[Device, ...] | list[Device], rootfs: str, sys:
                                errno=e.errno, stage="devices") from e
 
 
+def host_node(dev: Device, rdev: int, dev_root: str = "/dev") -> str:
+    """The host's node of ``dev`` to bind into a user-namespaced container:
+    the same path on the host if it is that very device, else udev's
+    ``/dev/char|block/MAJOR:MINOR``.  Never another device under the
+    configured name."""
+    kind = "char" if dev.kind == stat.S_IFCHR else "block"
+    nums = f"{dev.major}:{dev.minor}"
+    here = dev_root.rstrip("/") + dev.path[len("/dev"):] if dev.path.startswith("/dev/") \
+        else dev.path
+    found = None
+    for path in (here, f"{dev_root}/{kind}/{nums}"):
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if stat.S_IFMT(st.st_mode) == dev.kind and st.st_rdev == rdev:
+            return path
+        if found is None and path == here:
+            found = (f"the host's `{path}` is {stat.filemode(st.st_mode)[0]} "
+                     f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}, not {kind} {nums}")
+    raise OSError(errno.ENODEV, f"in a user namespace a device is bound from the host, and the "
+                  f"host has no {kind} device {nums} at `{here}` or `{dev_root}/{kind}/{nums}`"
+                  + (f" ({found})" if found else ""))
+
+
 def _create(dev: Device, rootfs: str, sys: Syscalls, in_userns: bool) -> None:
     parent, _, _ = dev.path.rpartition("/")
     mkdir_all_in_root(rootfs, parent or "/")
@@ -106,10 +131,11 @@ def _create(dev: Device, rootfs: str, sys: Syscalls, in_userns: bool) -> None:
     if in_userns and dev.kind != stat.S_IFIFO:
         # mknod of a device needs CAP_MKNOD in the initial user namespace;
         # bind the host's node instead (its mode and owner come along).
+        source = host_node(dev, rdev)
         if st is None:
             os.close(os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
                              | os.O_NOFOLLOW, 0o644))
-        sys.mount(dev.path, host, "bind", MS_BIND, None)
+        sys.mount(source, host, "bind", MS_BIND, None)
         return
     sys.mknod(host, dev.kind | dev.mode, rdev)
     # mknod's mode is filtered by the umask: set the exact bits explicitly.

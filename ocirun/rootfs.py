@@ -80,7 +80,7 @@ def _fail(what: str, e: OSError, stage: str) -> SyscallError:
     return SyscallError(f"{what}: {oserror_text(e)}", errno=e.errno, stage=stage)
 
 
-def mount_flags_of(path: str) -> int:
+def mount_flags_of(path: str | int) -> int:
     """MS_* flags of the mount holding ``path`` (statvfs), to keep on a remount.
 
     A bind remount replaces every per-mount flag, and inside a user namespace
@@ -131,7 +131,8 @@ def prepare_rootfs(plan: ContainerPlan, sys: Syscalls, *, mount_fds: dict[int, i
     try:
         sys.mount(rootfs, rootfs, "bind", MS_BIND | MS_REC, None)
     except OSError as e:
-        raise _fail(f"bind mount rootfs `{rootfs}` onto itself", e, "rootfs") from e
+        hint = reach_hint(plan.uid_map) if in_userns and e.errno == errno.EACCES else ""
+        raise _fail(f"bind mount rootfs `{rootfs}` onto itself{hint}", e, "rootfs") from e
     own_cgroupns = plan.ns.has("cgroup")
     for m in plan.mounts:
         if before_cgroup is not None and m.shows_cgroups:
@@ -150,6 +151,18 @@ def prepare_rootfs(plan: ContainerPlan, sys: Syscalls, *, mount_fds: dict[int, i
         _dev_symlinks(rootfs)
     except OSError as e:
         raise _fail(f"create /dev symlinks in `{rootfs}`", e, "dev_symlinks") from e
+
+
+def reach_hint(uid_map: bytes) -> str:
+    """Why a path is out of reach in a user namespace: the container's root
+    is a host uid of the map (runc's rule: the rootfs must be reachable by it)."""
+    who = "the container's root"
+    for line in uid_map.decode().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and int(parts[0]) <= 0 < int(parts[0]) + int(parts[2]):
+            who += f" (host uid {int(parts[1]) - int(parts[0])})"
+    return (f" ({who} must be able to reach it: every directory above it must be searchable "
+            "by that uid)")
 
 
 def _root_propagation(value: str | None, rootfs: str, sys: Syscalls) -> None:
@@ -192,7 +205,7 @@ def _mount_entry(m: MountPlan, rootfs: str, sys: Syscalls, in_userns: bool,
 
     if m.kind == "bind":
         _bind(sys, m.source, rootfs, dest, host, opts.flags, m.recursive, where, in_userns,
-              source_fd)
+              source_fd, prefer_path=m.idmap is None)
     elif m.kind == "cgroup":
         _mkdir_dest(rootfs, dest, host, where)
         _mount_cgroup(sys, rootfs, dest, host, opts, where, in_userns, own_cgroupns)
@@ -239,8 +252,18 @@ def _mkdir_dest(rootfs: str, dest: str, host: str, where: str) -> None:
 
 
 def _bind(sys: Syscalls, source: str, rootfs: str, dest: str, host: str, flags: int,
-          rec: bool, where: str, in_userns: bool, source_fd: int = -1) -> None:
-    """Bind ``source`` (or the detached tree ``source_fd``) onto ``host``."""
+          rec: bool, where: str, in_userns: bool, source_fd: int = -1,
+          prefer_path: bool = False) -> None:
+    """Bind ``source`` (or the detached tree ``source_fd``) onto ``host``.
+
+    ``prefer_path``: bind the path when this process reaches it, the tree
+    only when it does not.  In a user namespace a bind made here is a copy
+    of a mount the kernel locked when the mount namespace was made: the
+    container can never clear the host's ro, nosuid, nodev, noexec on it.
+    The runtime's clone carries no such lock (it was made outside), so it
+    serves only sources the container's root cannot reach (runc's rule
+    would refuse those), with the host's flags kept by hand.
+    """
     import stat as _stat
     try:
         # fstat the cloned tree when there is one: the source itself may be
@@ -258,15 +281,37 @@ def _bind(sys: Syscalls, source: str, rootfs: str, dest: str, host: str, flags: 
                                  | os.O_CLOEXEC, 0o644))
     except OSError as e:
         raise _fail(f"prepare bind mount of `{source}` on {where}", e, "mounts") from e
+    used_fd = False
     try:
-        if source_fd >= 0:
-            sys.move_mount(source_fd, "", AT_FDCWD, host, MOVE_MOUNT_F_EMPTY_PATH)
+        if source_fd >= 0 and prefer_path:
+            try:
+                sys.mount(source, host, "bind", MS_BIND | (MS_REC if rec else 0), None)
+            except OSError as e:
+                # EACCES/EPERM: out of reach; EINVAL: a plain (non-recursive)
+                # bind would uncover what a locked mount below hides
+                if e.errno not in (errno.EACCES, errno.EPERM, errno.EINVAL):
+                    raise
+                used_fd = True
         else:
+            used_fd = source_fd >= 0
+        if used_fd:
+            sys.move_mount(source_fd, "", AT_FDCWD, host, MOVE_MOUNT_F_EMPTY_PATH)
+        elif source_fd < 0:
             sys.mount(source, host, "bind", MS_BIND | (MS_REC if rec else 0), None)
     except OSError as e:
         raise _fail(f"mount `{source}` on {where}", e, "mounts") from e
     extra = flags & ~(MS_BIND | MS_REC | MS_REMOUNT)
     if extra:
+        if used_fd and in_userns:
+            # The runtime cloned the source outside the user namespace, so
+            # the kernel locked none of its flags; keep them as it would
+            # have (a bind of a nosuid,nodev host mount stays so).
+            try:
+                locked = mount_flags_of(source_fd)
+            except OSError as e:
+                raise _fail(f"read the mount flags of `{source}` for {where}", e,
+                            "mounts") from e
+            extra |= locked & ~_ATIME_FLAGS if flags & _ATIME_FLAGS else locked
         # MS_BIND ignores every other flag: ro, nosuid... need a remount.
         _remount_bind(sys, host, extra, where, in_userns)
 
@@ -317,6 +362,10 @@ def _mount_fs(sys: Syscalls, source: str, dest: str, host: str, fstype: str,
             if not (fstype == "mqueue" and in_userns and e.errno == errno.EPERM):
                 raise _fail(f"mount `{fstype}` on {where}", e, "mounts") from e
             # mqueue belongs to the IPC namespace's owner: show the host's.
+            if not os.path.isdir("/dev/mqueue"):
+                raise _fail(f"mount `mqueue` on {where} (a user namespace may mount mqueue "
+                            "only for an ipc namespace of its own: add an ipc namespace; the "
+                            "host has no /dev/mqueue to bind instead)", e, "mounts") from e
             _bind(sys, "/dev/mqueue", "/", dest, host, flags, False, where, in_userns)
         if copyup:
             try:

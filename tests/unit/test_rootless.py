@@ -19,7 +19,6 @@ from ocirun.commands import default_root, rootless_flag
 from ocirun.config.template import template
 from ocirun.errors import CgroupError, ConfigError, OciRunError, UsageError
 
-
 # -- the command line ---------------------------------------------------------------
 
 
