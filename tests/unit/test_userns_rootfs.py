@@ -70,7 +70,8 @@ def test_clone_when_the_path_is_out_of_reach_keeps_host_flags(env: tuple[str, st
     prepare_rootfs({"mounts": [BIND_RO], "linux": {}}, bundle, r, rec, in_userns=True,
                    mount_fds={0: fd})
     calls = _mounts(rec)
-    assert calls[1] == ("move_mount", fd, "", k.AT_FDCWD, r + "/mnt", k.MOVE_MOUNT_F_EMPTY_PATH)
+    assert calls[1] == ("move_mount", fd, "", k.AT_FDCWD, r + "/mnt",
+                        k.MOVE_MOUNT_F_EMPTY_PATH | k.MOVE_MOUNT_T_SYMLINKS)
     assert calls[2] == ("mount", None, r + "/mnt", None,
                         k.MS_BIND | k.MS_REMOUNT | k.MS_RDONLY | k.MS_NOSUID | k.MS_NODEV
                         | k.MS_NOEXEC, None)
