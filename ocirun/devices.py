@@ -14,7 +14,7 @@ import os
 import stat
 
 from ocirun.errors import SyscallError, oserror_text
-from ocirun.pathres import mkdir_all_in_root, open_in_root, resolve_in_root
+from ocirun.pathres import open_in_root, resolve_in_root
 from ocirun.syscalls.api import MS_BIND
 
 TYPE_CHECKING = False  # avoids importing typing (~8 ms cold); mypy still honours it
@@ -116,9 +116,7 @@ def _create(dev: Device, rootfs: str, sys: Syscalls, in_userns: bool) -> None:
     """Every name is made through a pinned parent directory fd
     (pathres.open_in_root, ``/proc/self/fd/N/name``): a /dev shared with
     another container cannot redirect a node, or a bind, out of the rootfs."""
-    parent, _, _ = dev.path.rpartition("/")
-    mkdir_all_in_root(rootfs, parent or "/")
-    host = resolve_in_root(rootfs, dev.path)
+    host = resolve_in_root(rootfs, dev.path)  # missing parents: made by the pin below
     rdev = os.makedev(dev.major, dev.minor) if dev.kind != stat.S_IFIFO else 0
     hparent, name = host.rsplit("/", 1)
     pfd = open_in_root(rootfs, hparent, create_dirs=True)

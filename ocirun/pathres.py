@@ -84,11 +84,16 @@ def open_in_root(root: str, host: str, *, create_dirs: bool = False, mode: int =
     rootp = os.path.abspath(root).rstrip("/") or "/"
     if host != rootp and not host.startswith(rootp.rstrip("/") + "/"):
         raise OSError(errno.EXDEV, f"`{host}` is not below `{rootp}`", host)
+    comps = _split(host[len(rootp):])
+    last = len(comps) - 1
     fd = os.open(rootp, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        for comp in _split(host[len(rootp):]):
+        for i, comp in enumerate(comps):
+            # O_DIRECTORY on the way (a symlink there fails ENOTDIR), the
+            # last one may be anything but a symlink (checked below)
+            flags = _WALK if i < last else _LAST
             try:
-                nfd = os.open(comp, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                nfd = os.open(comp, flags, dir_fd=fd)
             except FileNotFoundError:
                 if not create_dirs:
                     raise
@@ -96,15 +101,24 @@ def open_in_root(root: str, host: str, *, create_dirs: bool = False, mode: int =
                     os.mkdir(comp, mode, dir_fd=fd)
                 except FileExistsError:
                     pass  # made meanwhile: the open below checks what it is
-                nfd = os.open(comp, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+                nfd = os.open(comp, flags, dir_fd=fd)
+            except NotADirectoryError:
+                if stat.S_ISLNK(os.stat(comp, dir_fd=fd, follow_symlinks=False).st_mode):
+                    raise OSError(errno.ELOOP, "symlink appeared during resolution",
+                                  host) from None
+                raise
             os.close(fd)
             fd = nfd
-            if stat.S_ISLNK(os.fstat(fd).st_mode):
-                raise OSError(errno.ELOOP, "symlink appeared during resolution", host)
+        if comps and stat.S_ISLNK(os.fstat(fd).st_mode):
+            raise OSError(errno.ELOOP, "symlink appeared during resolution", host)
         return fd
     except BaseException:
         os.close(fd)
         raise
+
+
+_WALK = os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
+_LAST = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def mkdir_all_in_root(root: str, path: str, mode: int = 0o755) -> str:

@@ -510,7 +510,7 @@ def _mount_cgroup(sys: Syscalls, rootfs: str, dest: str, host: str, opts: MountO
     for h in hier:
         sub = dest.rstrip("/") + "/" + h[0]
         try:
-            sub_host = mkdir_all_in_root(rootfs, sub)
+            sub_host = resolve_in_root(rootfs, sub)  # made by the pin of the mount
         except OSError as e:
             raise _fail(f"create cgroup mount point `{sub}`", e, "mounts") from e
         _mount_one_cgroup(sys, h, rootfs, sub_host, sub, flags, where, in_userns,
@@ -540,7 +540,7 @@ def _mount_one_cgroup(sys: Syscalls, h: tuple[str, str, str | None], rootfs: str
     _, fstype, data = h
     if not bind_own:
         try:
-            with Pinned(rootfs, host) as target:
+            with Pinned(rootfs, host, create_dirs=True) as target:
                 sys.mount("cgroup", target, fstype, flags, data)
             return
         except OSError as e:
@@ -554,7 +554,7 @@ def _mount_one_cgroup(sys: Syscalls, h: tuple[str, str, str | None], rootfs: str
         raise _fail(f"read `{PROC_SELF_CGROUP}` for `{label}` ({where})", e, "mounts") from e
     source = (CGROUP_ROOT.rstrip("/") + "/" + h[0]).rstrip("/") + path.rstrip("/")
     try:
-        with Pinned(rootfs, host) as target:
+        with Pinned(rootfs, host, create_dirs=True) as target:
             sys.mount(source, target, "bind", MS_BIND | MS_REC, None)
     except OSError as e:
         raise _fail(f"mount `{source}` on `{label}` ({where})", e, "mounts") from e
@@ -581,13 +581,17 @@ def _dev_symlinks(rootfs: str) -> None:
     links = list(DEV_SYMLINKS)
     if os.path.exists("/proc/kcore"):
         links.append(("/dev/core", "/proc/kcore"))
+    by_parent: dict[str, list[tuple[str, str]]] = {}
     for link, target in links:
         parent, name = _parent_in_root(rootfs, link).rsplit("/", 1)
+        by_parent.setdefault(parent, []).append((name, target))
+    for parent, entries in by_parent.items():
         with Pinned(rootfs, parent) as d:
-            try:
-                os.symlink(target, f"{d}/{name}")
-            except FileExistsError:
-                pass  # the image or a mount already provides it
+            for name, target in entries:
+                try:
+                    os.symlink(target, f"{d}/{name}")
+                except FileExistsError:
+                    pass  # the image or a mount already provides it
 
 
 def _create_file(rootfs: str, host: str) -> None:
