@@ -214,6 +214,20 @@ def test_lifecycle_exec_and_list_as_a_plain_user(rl: Rootless) -> None:
     assert not os.path.exists(os.path.join(rl.state_root, cid))
 
 
+def test_exec_before_start_says_to_start_first(rl: Rootless) -> None:
+    """The parked init is the runtime, non-dumpable: the kernel gives a plain
+    user none of its namespace files (SECURITY.md, known limits)."""
+    b = rl.bundle(["sleep", "1000"])
+    cid = rl.new_id()
+    assert rl.cli("create", "--bundle", b.path, cid).returncode == 0
+    e = rl.cli("exec", cid, "true")
+    assert e.returncode == 255
+    assert f"container {cid} has not been started: running as uid {rl.user.uid}, exec can " \
+        "join it only after `start`" in e.stderr, e.stderr
+    assert rl.cli("start", cid).returncode == 0
+    assert rl.cli("exec", cid, "true").returncode == 0
+
+
 def test_several_ranges_through_newuidmap(rl: Rootless, user: secenv.PlainUser) -> None:
     """0 -> the user, 1.. -> the user's /etc/subuid range: newuidmap and
     newgidmap write them; setgroups stays allowed, so additionalGids work;
