@@ -18,6 +18,8 @@ LEVELS = [
 # issue 13's modules: scheduling, NUMA policy, Intel RDT, id-mapped mounts,
 # network devices, CRIU (a line of their own, so merges stay easy)
 LEVELS[1] += ("sched", "mempolicy", "resctrl", "netdev", "criu")
+# issue 8: rootless mode (it builds on cgroups)
+LEVELS[2] += ("rootless",)
 
 
 def level_of(mod: str) -> int:
