@@ -16,6 +16,7 @@ A round, wall clock around each runtime process:
   state          ``state`` of it;
   start          ``start`` of it;
   exec           ``exec`` of ``/bin/true`` into it, in the foreground (issue 10);
+  events         ``events --stats`` of it: one stats sample as a JSON line (issue 9);
   kill           ``kill ID KILL`` of the running container;
   delete         ``delete`` once it has stopped (waited for through a pidfd);
   create+start+delete  the sum of the three, per round;
@@ -71,6 +72,7 @@ METRICS = [
     ("create", "create", "ms"),
     ("start", "start", "ms"),
     ("exec", "exec /bin/true", "ms"),
+    ("events", "events --stats", "ms"),
     ("state", "state", "ms"),
     ("kill", "kill", "ms"),
     ("delete", "delete", "ms"),
@@ -261,6 +263,7 @@ class Runtime:
         try:
             timed("start", "start", cid)
             timed("exec", "exec", cid, "/bin/true")
+            timed("events", "events", "--stats", cid)
             timed("kill", "kill", cid, "KILL")
             if not select.select([pidfd], [], [], 10)[0]:
                 raise RuntimeFailed(f"{self.name}: {cid} still running 10 s after kill")
@@ -280,6 +283,23 @@ class Runtime:
         if record:
             for k, v in s.items():
                 self.samples[k].append(v)
+
+    def start_target(self, sleep_bundle: str) -> str:
+        """A running ``sleep`` container for ``--only`` rounds; its id."""
+        cid = f"t{self.tag}"
+        self.create(sleep_bundle, cid)
+        self.must("start", cid)
+        return cid
+
+    def focused_round(self, cid: str, keys: list[str], record: bool = True) -> None:
+        """Only the ``keys`` measures (exec, events, state), on the running ``cid``."""
+        argv = {"exec": ("exec", cid, "/bin/true"), "events": ("events", "--stats", cid),
+                "state": ("state", cid)}
+        for key in keys:
+            ms, _ = self.must(*argv[key])
+            if record:
+                self.samples[key].append(ms)
+                self.samples[key + "_cpu"].append(self.last_cpu)
 
     def fill_list_root(self, sleep_bundle: str, count: int) -> None:
         for i in range(count):
@@ -326,11 +346,13 @@ def title(key: str, list_size: int) -> str:
     raise KeyError(key)
 
 
-def render(a: Runtime, b: Runtime, pairs: int, list_size: int, load: list[float]) -> str:
+def render(a: Runtime, b: Runtime, pairs: int, list_size: int, load: list[float],
+           only: list[str] | None = None) -> str:
     ma, mb = a.medians(), b.medians()
+    metrics = [m for m in METRICS if not only or m[0] in only]
     head = f"{'median of ' + str(pairs) + ' pairs':<30}{a.name:>10}{b.name:>10}{'ratio':>8}"
     lines = [head, "-" * len(head)]
-    for key, _, unit in METRICS:
+    for key, _, unit in metrics:
         va, vb = ma[key], mb[key]
         fmt = "{:.1f}" if unit == "ms" else "{:.0f}"
         sa = fmt.format(va) if va is not None else "-"
@@ -340,7 +362,7 @@ def render(a: Runtime, b: Runtime, pairs: int, list_size: int, load: list[float]
     lines.append("")
     lines.append(f"{'CPU time, user+sys (ms)':<30}{a.name:>10}{b.name:>10}{'ratio':>8}")
     lines.append("-" * len(head))
-    for key, _, unit in METRICS:
+    for key, _, unit in metrics:
         if unit != "ms":
             continue
         va, vb = ma[key + "_cpu"], mb[key + "_cpu"]
@@ -406,9 +428,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runtime-b", default="runc", help="command of runtime B (default: runc)")
     ap.add_argument("--rebuild", action="store_true", help="rebuild the cached wheel venv")
     ap.add_argument("--json", action="store_true", help="print JSON (with every sample)")
+    ap.add_argument("--only", metavar="KEYS",
+                    help="only these measures, comma-separated, of exec, events, state: "
+                         "each on one running container per runtime, alternating pairs")
     ap.add_argument("--steps", action="store_true",
                     help="also print the step table of one traced `run` (ocirun's --trace)")
     opts = ap.parse_args(argv)
+    only = [k for k in (opts.only or "").split(",") if k]
+    if any(k not in ("exec", "events", "state") for k in only):
+        ap.error("--only takes exec, events, state")
     pairs = opts.pairs or (5 if opts.short else 21)
     list_size = opts.list_size if opts.list_size is not None else (20 if opts.short else 100)
     warmup = opts.warmup if opts.warmup is not None else (1 if opts.short else 2)
@@ -445,6 +473,20 @@ def main(argv: list[str] | None = None) -> int:
         log(f"A: {shlex.join(a.cmd)} ({a.version()})")
         log(f"B: {shlex.join(b.cmd)} ({b.version()})")
         load = [os.getloadavg()[0]]
+        if only:
+            targets = {rt.name: rt.start_target(sleep_bundle) for rt in runtimes}
+            for i in range(warmup):
+                for rt in runtimes:
+                    rt.focused_round(targets[rt.name], only, record=False)
+            for n in range(pairs):
+                for rt in ((a, b) if n % 2 == 0 else (b, a)):
+                    rt.focused_round(targets[rt.name], only)
+            load.append(os.getloadavg()[0])
+            if opts.json:
+                print(json.dumps(as_json(a, b, pairs, list_size, load), indent=2))
+            else:
+                print(render(a, b, pairs, list_size, load, only))
+            return 0
         for rt in runtimes:
             rt.fill_list_root(sleep_bundle, list_size)
         for i in range(warmup):
