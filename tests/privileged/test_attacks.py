@@ -109,10 +109,14 @@ def test_parked_init_is_out_of_reach_before_start(lab: Any, attack: str, caps: s
 
 def test_after_start_pid_1_holds_nothing_of_the_host(lab: Any, attack: str) -> None:
     """After start, pid 1 is the container's program: tracing it (its own
-    process, same uid) reaches only the container's binary and stdio."""
+    process, same uid: the kernel allows it, the control that the attempts
+    before start were refused by non-dumpability) reaches only the
+    container's binary and stdio."""
     b = armed(lab, attack, ["sleep", "1000"])
     cid = lab.new_id()
     lab.run(b, cid, "--detach").ok()
+    r = lab.cli("exec", cid, "/bin/attack", "ptrace", "1")
+    assert results(r.stdout)["ptrace"] == "ok", r
     r = lab.cli("exec", cid, "/bin/attack", "proc", "1")
     seen = results(r.stdout)
     assert seen["readlink exe"] == "ok /bin/busybox", r.stdout
