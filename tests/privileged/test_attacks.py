@@ -107,6 +107,60 @@ def test_parked_init_is_out_of_reach_before_start(lab: Any, attack: str, caps: s
         assert f.read().startswith(b"ocirun init")  # still the runtime, parked at the FIFO
 
 
+def _all_caps(userns: bool) -> Callable[[dict[str, Any]], None]:
+    def mutate(cfg: dict[str, Any]) -> None:
+        from ocirun.capabilities import KNOWN_CAPABILITIES
+        cfg["process"]["capabilities"] = {k: list(KNOWN_CAPABILITIES)
+                                          for k in ("bounding", "effective", "permitted")}
+        cfg["process"]["noNewPrivileges"] = False
+        if userns:
+            cfg["linux"]["namespaces"].append({"type": "user"})
+            m = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+            cfg["linux"]["uidMappings"] = m
+            cfg["linux"]["gidMappings"] = m
+    return mutate
+
+
+@pytest.mark.parametrize("userns", [True, False], ids=["user-namespace", "host-user-namespace"])
+def test_cap_sys_ptrace_reaches_the_parked_init_only_without_a_user_namespace(
+        lab: Any, attack: str, userns: bool) -> None:
+    """SECURITY.md's known limit, pinned both ways.  With a user namespace,
+    every capability in it, CAP_SYS_PTRACE included, still does not reach the
+    parked init: the kernel wants CAP_SYS_PTRACE in the user namespace the
+    runtime's memory was made in (the host's) to pass non-dumpability.
+    Without one, CAP_SYS_PTRACE of the host's namespace does reach it (its
+    exe is the host's interpreter), and only ETXTBSY keeps it from being
+    opened for writing while the runtime runs."""
+    top = secenv.wide_dir("ocirun-attack-ptrace-")  # the mapped root must reach the rootfs
+    cid = lab.new_id()
+    try:
+        rootfs = bundle_mod.build_rootfs(os.path.join(top, "rootfs"))
+        shutil.copy(attack, os.path.join(rootfs, "bin", "attack"))
+
+        def mutate(cfg: dict[str, Any]) -> None:
+            cfg["process"]["env"].append(f"OCITEST={lab.token}")
+            _all_caps(userns)(cfg)
+        bundle_mod.write_bundle(top, rootfs, ["sleep", "1000"], mutate)
+        lab.cli("create", "--bundle", top, cid).ok()
+        r = lab.cli("exec", cid, "sh", "-c", "grep CapEff /proc/self/status; "
+                    "/bin/attack proc 1; /bin/attack ptrace 1")
+        assert r.returncode == 0, r
+        eff = int(r.stdout.split("CapEff:")[1].split()[0], 16)
+        assert eff & (1 << 19), r.stdout  # the attacker does hold CAP_SYS_PTRACE
+        seen = results(r.stdout)
+        if userns:
+            for what in ("readlink exe", "readlink root", "readlink fds", "open exe", "open mem",
+                         "open exe O_PATH", "open exe for writing", "ptrace"):
+                assert seen.get(what) in ("EACCES", "EPERM"), (what, r.stdout)
+        else:
+            exe = seen["readlink exe"]  # the host's interpreter, not a file of the container
+            assert exe.startswith("ok /") and "busybox" not in exe, r.stdout
+            assert seen["open exe for writing"] == "ETXTBSY", r.stdout
+    finally:
+        lab.cli("delete", "--force", cid)
+        shutil.rmtree(top, ignore_errors=True)
+
+
 def test_after_start_pid_1_holds_nothing_of_the_host(lab: Any, attack: str) -> None:
     """After start, pid 1 is the container's program: tracing it (its own
     process, same uid: the kernel allows it, the control that the attempts
