@@ -88,8 +88,16 @@ def prime_cgroup_attach(sys: Syscalls | None = None) -> None:
             pass
         finally:
             os.close(fd)
+    # The thread blocks every signal (it inherits the mask it starts with):
+    # a signal for the process must reach the main thread, whose handlers
+    # forward it (and whose blocking calls it interrupts), never the helper.
+    import _signal
     import _thread
-    _thread.start_new_thread(move_self, ())
+    old = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
+    try:
+        _thread.start_new_thread(move_self, ())
+    finally:
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, old)
 
 
 def container_config(st: ContainerState) -> dict[str, Any]:
