@@ -163,13 +163,16 @@ def build_rss_helper(workdir: str) -> str | None:
 class Runtime:
     """One runtime command with its own state roots; spawns it and records each measure."""
 
+    made = 0
+
     def __init__(self, cmd: list[str], name: str, workdir: str, rss_helper: str | None) -> None:
         exe = cmd[0] if os.sep in cmd[0] else shutil.which(cmd[0])
         if exe is None or not os.access(exe, os.X_OK):
             raise SystemExit(f"bench: runtime `{cmd[0]}` not found")
         self.cmd = [exe, *cmd[1:]]
         self.name = name
-        tag = f"{name}-{os.getpid()}"
+        Runtime.made += 1  # two runtimes of one name (A/B of two ocirun builds) differ
+        tag = f"{name}{Runtime.made}-{os.getpid()}"
         self.tag = tag
         self.root = os.path.join(workdir, f"root-{tag}")
         self.list_root = os.path.join(workdir, f"listroot-{tag}")
