@@ -97,8 +97,8 @@ def cmd_exec(g: Opts, o: Opts, a: list[str]) -> int:
     gc.disable()  # set-up makes no garbage cycles worth a collection pass (~1 ms)
     try:
         from ocirun.ops.exec import exec_process, exec_request, prime_cgroup_attach
+        prime_cgroup_attach()  # first: the grace period runs while the rest loads
         sys = _syscalls()
-        prime_cgroup_attach(sys)
         proc, opts = exec_request(_store(g), a[0], a[1:], o)
         return exec_process(_store(g), a[0], proc, opts, sys, fwd=fwd)
     except OciRunError as e:
