@@ -96,6 +96,43 @@ def wipe_args_and_env(title: bytes, *, proc: str = "/proc") -> bool:
     return True
 
 
+def save_args_and_env(*, proc: str = "/proc") -> tuple[tuple[int, bytes], ...] | None:
+    """This process's original argv and environment strings with their
+    addresses, for :func:`restore_args_and_env` after a wipe made for a
+    child's sake (exec forks its process straight into the container: the
+    fork must never hold them, the runtime keeps showing its own)."""
+    fields = _stat_fields("self", proc)  # type: ignore[arg-type]
+    if fields is None or len(fields) < 49:
+        return None
+    arg_start, arg_end, env_start, env_end = (int(f) for f in fields[45:49])
+    try:
+        fd = os.open(f"{proc}/self/mem", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        return ((arg_start, os.pread(fd, max(arg_end - arg_start, 0), arg_start)),
+                (env_start, os.pread(fd, max(env_end - env_start, 0), env_start)))
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def restore_args_and_env(saved: tuple[tuple[int, bytes], ...], *, proc: str = "/proc") -> None:
+    try:
+        fd = os.open(f"{proc}/self/mem", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        for addr, data in saved:
+            if data:
+                os.pwrite(fd, data, addr)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def pid_state(pid: int, *, proc: str = "/proc") -> str | None:
     """One-letter state of ``pid`` (R, S, D, Z, T, ...) or None if it is gone."""
     fields = _stat_fields(pid, proc)

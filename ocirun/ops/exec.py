@@ -181,7 +181,7 @@ def exec_process(store: StateStore, cid: str, proc: dict[str, Any], opts: ExecOp
     from ocirun.namespaces import open_container_namespaces
     from ocirun.process.intermediate import Entry
     from ocirun.process.parent import TENANT, Launch, Rollback, launch
-    from ocirun.process.tenant import run_tenant
+    from ocirun.process.tenant import can_fork_direct, run_tenant
 
     st = store.load(cid)
     st.status().require("exec", cid, ignore_paused=opts.ignore_paused)
@@ -232,7 +232,7 @@ def exec_process(store: StateStore, cid: str, proc: dict[str, Any], opts: ExecOp
         pid = launch(Launch(TENANT, Entry(fds, cpus=initial),
                             lambda chan: run_tenant(plan, chan, sys),
                             mgr=mgr, on_fds=lambda msg: _take_fds(st, plan, msg, sink),
-                            on_pid=_rdt_joiner(st)), rb, sys)
+                            on_pid=_rdt_joiner(st), direct=can_fork_direct(fds)), rb, sys)
         _close_all(fds)
         if opts.pid_file:
             from ocirun.ops.create import write_pid_file

@@ -99,14 +99,14 @@ def describe_exit(pid: int) -> str:
 class Launch:
     """One launch: what to start and how the parent answers its requests."""
 
-    __slots__ = ("entry", "final", "gid_map", "kind", "mgr", "on_fds", "on_pid",
+    __slots__ = ("direct", "entry", "final", "gid_map", "kind", "mgr", "on_fds", "on_pid",
                  "run_runtime_hooks", "uid_map")
 
     def __init__(self, kind: str, entry: Entry, final: Callable[[Channel], None], *,
                  mgr: CgroupManager | None = None, uid_map: bytes = b"", gid_map: bytes = b"",
                  run_runtime_hooks: Callable[[int], None] | None = None,
                  on_fds: Callable[[dict[str, object]], None] | None = None,
-                 on_pid: Callable[[int], None] | None = None) -> None:
+                 on_pid: Callable[[int], None] | None = None, direct: bool = False) -> None:
         self.kind = kind
         self.entry = entry
         self.final = final  # runs in the final process, given the child channel
@@ -120,6 +120,10 @@ class Launch:
         # P3, after the cgroup: what else the runtime does with the new pid
         # before the process goes on (resctrl group, network devices).
         self.on_pid = on_pid
+        # TENANT only, set by exec when it may (process/tenant.py
+        # can_fork_direct): no intermediate, the runtime forks the process
+        # straight into the container's pid namespace (tenant.fork_direct).
+        self.direct = direct
 
 
 def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
@@ -140,14 +144,22 @@ def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
     import gc
     gc.freeze()  # keep the children's copy-on-write pages shared
     stage = "init" if spec.kind == INIT else "exec"
-    inter = fork.spawn(lambda: run_intermediate(spec.entry, child_chan, sys,
-                                                lambda: spec.final(child_chan), stage),
-                       child_chan, parent_fds, "intermediate", sys)            # P2
-    rb.push(lambda: kill_and_reap(inter))
-    child_chan.close()
     pid: int = 0
+    inter = 0
+    if spec.direct and spec.kind == TENANT:
+        from ocirun.process.tenant import fork_direct
+        pid = fork_direct(spec.entry, child_chan, parent_fds,
+                          lambda: spec.final(child_chan), sys)                 # P2
+        rb.push(lambda: kill_and_reap(pid))
+    else:
+        inter = fork.spawn(lambda: run_intermediate(spec.entry, child_chan, sys,
+                                                    lambda: spec.final(child_chan), stage),
+                           child_chan, parent_fds, "intermediate", sys)        # P2
+        rb.push(lambda: kill_and_reap(inter))
+    child_chan.close()
     try:
-        msg = chan.expect("userns_map_request", "init_pid")
+        msg = {"type": "init_pid", "pid": pid} if pid else chan.expect(
+            "userns_map_request", "init_pid")
         if msg["type"] == "userns_map_request":
             if os.geteuid() == 0:
                 from ocirun.user import write_id_map_text
@@ -157,11 +169,13 @@ def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
                 write_maps(inter, spec.uid_map, spec.gid_map)
             chan.send("userns_mapped")
             msg = chan.expect("init_pid")
-        pid = int(msg["pid"])  # type: ignore[call-overload]
-        rb.push(lambda: kill_and_reap(pid))
+        if not pid:
+            pid = int(msg["pid"])  # type: ignore[call-overload]
+            rb.push(lambda: kill_and_reap(pid))
         steps.end("P2", "fork the intermediate, id maps, wait for the pid", t)
         t = steps.begin()
-        os.waitpid(inter, 0)                                                   # P3
+        if inter:
+            os.waitpid(inter, 0)                                               # P3
         if spec.mgr is not None:
             try:
                 spec.mgr.add(pid)

@@ -19,13 +19,17 @@ from __future__ import annotations
 import os
 
 from ocirun import steps
-from ocirun.process import setup
+from ocirun.process import fork, setup
 from ocirun.process.init import close_inherited_fds
+from ocirun.syscalls import api
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ocirun.process.channel import Channel
+    from collections.abc import Callable
+
     from ocirun.plantypes import ProcessPlan
+    from ocirun.process.channel import Channel
+    from ocirun.process.intermediate import Entry
     from ocirun.syscalls.api import Syscalls
 
 
@@ -63,6 +67,66 @@ def run_tenant(p: ProcessPlan, chan: Channel, sys: Syscalls) -> None:
         # container's pid namespace, which we forked into).
         env = {**p.env_dict(), "LISTEN_PID": str(os.getpid())}
     setup.exec_process(p, exe, env)                                            # T4 (S10)
+
+
+def can_fork_direct(join_fds: list[tuple[int, int]]) -> bool:
+    """Whether exec may skip the intermediate (:func:`fork_direct`): as root
+    (joining a pid namespace takes CAP_SYS_ADMIN both in the caller's user
+    namespace and in the one owning it), and with no time namespace to join
+    (its setns too acts on children only, and wants a single-threaded caller)."""
+    return os.geteuid() == 0 and all(flag != api.CLONE_NEWTIME for _, flag in join_fds)
+
+
+def fork_direct(entry: Entry, chan: Channel, close_fds: tuple[int, ...],
+                final: Callable[[], None], sys: Syscalls) -> int:
+    """P2 without an intermediate: one fork less on exec's path.
+
+    A pid namespace applies to the children of whoever joins it, so the
+    runtime joins the container's itself (setns acts on its children only:
+    the runtime stays where it is) and forks the process straight into it;
+    the process joins the other namespaces (user first) and goes on as a
+    tenant.  What the intermediate guaranteed holds from the first instant
+    of the fork: the runtime makes itself non-dumpable first (the fork
+    inherits it, so nothing of the runtime in the container can be ptraced
+    or read through /proc), and wipes its command line and environment just
+    around the fork (the fork keeps the wiped copy, the runtime puts its own
+    back).  The pid namespace fd stays open (the caller closes its fds)."""
+    from ocirun import procfs
+    from ocirun.errors import SyscallError
+    sys.prctl(api.PR_SET_DUMPABLE, 0)
+    rest = []
+    for fd, flag in entry.join_fds:
+        if flag != api.CLONE_NEWPID:
+            rest.append((fd, flag))
+            continue
+        try:
+            sys.setns(fd, flag)
+        except OSError as e:
+            raise SyscallError(f"setns into the pid namespace: {e.strerror}", errno=e.errno,
+                               stage="namespaces") from e
+    saved = procfs.save_args_and_env()
+    if saved is not None:
+        procfs.wipe_args_and_env(b"ocirun init")
+    try:
+        return fork.spawn(lambda: _direct_child(entry.cpus, rest, final, sys), chan, close_fds,
+                          "exec", sys)
+    except OSError as e:  # ENOMEM: the pid namespace's init is gone
+        raise SyscallError(f"fork into the container's pid namespace: {e.strerror}",
+                           errno=e.errno, stage="namespaces") from e
+    finally:
+        if saved is not None:
+            procfs.restore_args_and_env(saved)
+
+
+def _direct_child(cpus: tuple[int, ...] | None, join_fds: list[tuple[int, int]],
+                  final: Callable[[], None], sys: Syscalls) -> None:
+    """The intermediate's I1 and I2, in the process itself (see fork_direct)."""
+    from ocirun import namespaces
+    from ocirun.sched import all_cpus, set_affinity
+    set_affinity(cpus or all_cpus(), "process.execCPUAffinity.initial" if cpus
+                 else "reset the CPU affinity", sys)
+    namespaces.join(join_fds, sys)
+    final()
 
 
 def wait_for_cgroup(chan: Channel, p: ProcessPlan, sys: Syscalls) -> None:    # T2
