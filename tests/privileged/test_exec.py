@@ -189,6 +189,36 @@ def test_signals_are_forwarded(lab: Any, running: str) -> None:
     assert b"got-TERM" in output()
 
 
+def test_runtime_keeps_its_command_line_after_forking_into_the_container(lab: Any,
+                                                                        running: str) -> None:
+    """As root exec forks its process straight into the container (no
+    intermediate): it wipes its argv and environment around that fork, so
+    the fork holds neither, and puts its own back (the host's ps still shows
+    the command that runs)."""
+    out_p = os.path.join(lab.workdir, "argv.out")
+    with open(out_p, "wb") as out:
+        p = lab.popen("exec", running, "sh", "-c", "echo ready; exec sleep 1000", stdout=out)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            with open(out_p, "rb") as f:
+                if b"ready" in f.read():
+                    break
+            assert time.monotonic() < deadline and p.poll() is None
+            time.sleep(0.02)
+        with open(f"/proc/{p.pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+        assert b"exec" in argv and running.encode() in argv, argv
+        # the process's parent is the runtime, outside the container's pid
+        # namespace: the container sees no parent (PPid 0)
+        r = lab.cli("exec", running, "sh", "-c", "grep PPid /proc/$$/status")
+        assert r.returncode == 0, r
+        assert "PPid:\t0" in r.stdout, r.stdout
+    finally:
+        p.kill()
+        p.wait(timeout=20)
+
+
 def _own_fds_script() -> str:
     # The shell's own fds, listed by another process (ls), so the listing's
     # own directory fd is not among them
