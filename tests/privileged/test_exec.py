@@ -189,8 +189,8 @@ def test_signals_are_forwarded(lab: Any, running: str) -> None:
     assert b"got-TERM" in output()
 
 
-def test_runtime_keeps_its_command_line_after_forking_into_the_container(lab: Any,
-                                                                        running: str) -> None:
+def test_runtime_keeps_its_command_line_after_forking_into_the_container(
+        lab: Any, running: str) -> None:
     """As root exec forks its process straight into the container (no
     intermediate): it wipes its argv and environment around that fork, so
     the fork holds neither, and puts its own back (the host's ps still shows
