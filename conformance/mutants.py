@@ -164,6 +164,7 @@ MUTATIONS: dict[str, Callable[[Config], None]] = {
     "refuse-rlimits": _refuse("process.rlimits"),
     "refuse-rootfs-propagation": _refuse("linux.rootfsPropagation"),
     "refuse-cgroup-cpu": _refuse("linux.resources.cpu"),
+    "refuse-netdevices": _refuse("linux.netDevices"),
     "refuse-hook-timeout": lambda cfg: [_refuse("timeout")(h) for hs in cfg.get("hooks", {}).values() for h in hs],
 }
 
@@ -186,8 +187,9 @@ ORACLE_TESTS = {"netdevices": ("net-device-not-returned", "net-device-name-clash
 
 # The runtime a mutant wraps when it is not runc: runc 1.1.5 itself runs
 # poststart during create (expected/runc.txt), so the poststart mutants wrap
-# ocirun, which runs poststart after the program as runtime.md step 9 says.
-BASE: dict[str, str] = {"poststart-early": "ocirun", "poststart-at-start": "ocirun"}
+# ocirun, which runs poststart after the program as runtime.md step 9 says;
+# runc 1.1.5 ignores netDevices, so refusing them is shown on ocirun too.
+BASE: dict[str, str] = {"poststart-early": "ocirun", "poststart-at-start": "ocirun", "refuse-netdevices": "ocirun"}
 
 # Conformance tests that pass on the real runtime and must fail on the mutant.
 KILLERS: dict[str, tuple[str, ...]] = {
@@ -235,6 +237,7 @@ KILLERS: dict[str, tuple[str, ...]] = {
     "refuse-rlimits": ("process-rlimit-unknown-type", "process-rlimits"),
     "refuse-rootfs-propagation": ("rootfs-propagation-invalid",),
     "refuse-cgroup-cpu": ("cg-invalid-value-error",),
+    "refuse-netdevices": ("netdev-missing-error", "netdev-moved-renamed"),
     "refuse-hook-timeout": ("hook-timeout-zero",),
     "leak-process": ("state-id", "create-error-no-leftover", "kill-created"),
     "leak-cgroup": ("create-error-no-leftover", "cg-invalid-value-error"),
