@@ -365,6 +365,10 @@ def _netdevices_create(real: str, rest: list[str], sub_args: list[str], cfg_path
     return 0
 
 
+# The wrapper changing nothing: the self-test's baseline runs the killers
+# through it, so that a kill is the mutation's doing, not the wrapper's.
+IDENTITY = "identity"
+
 STASH = ".mutant-poststart.json"
 
 
@@ -409,8 +413,8 @@ def main(argv: list[str]) -> int:
     if argv == ["--killers"]:
         sys.stdout.write(killers_table())
         return 0
-    if len(argv) < 2 or argv[0] not in (*MUTATIONS, *BEHAVIOURS, *ORACLES):
-        print(f"usage: mutants.py MUTANT RUNTIME [ARGS...] | mutants.py --killers; mutants: {', '.join(KILLERS)}; "
+    if len(argv) < 2 or argv[0] not in (*MUTATIONS, *BEHAVIOURS, *ORACLES, IDENTITY):
+        print(f"usage: mutants.py MUTANT RUNTIME [ARGS...] | mutants.py --killers; mutants: {', '.join(KILLERS)}, {IDENTITY}; "
               f"oracles: {', '.join(ORACLES)}", file=sys.stderr)
         return 2
     name, real, rest = argv[0], argv[1], argv[2:]
