@@ -18,13 +18,9 @@ import fcntl
 import os
 import time
 
-from ocirun import jsonio, procfs
+from ocirun import ground, jsonio
 from ocirun.errors import ExistsError, NotFoundError, OciRunError, StateError
-
-CREATED = "created"
-RUNNING = "running"
-STOPPED = "stopped"
-PAUSED = "paused"
+from ocirun.ground import CONFIG_FILE, CREATED, FIFO, PAUSED, RUNNING, STATE_FILE, STOPPED
 
 
 class Status(str):
@@ -86,16 +82,13 @@ def _refusal(verb: str, status: str, cid: str) -> str:
         return "container already paused"
     return "container not running"
 
-STATE_FILE = "state.json"
-CONFIG_FILE = "config.json"
-FIFO = "exec.fifo"
-
-_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+,-.")
+__all__ = ["CONFIG_FILE", "CREATED", "FIFO", "PAUSED", "RUNNING", "STATE_FILE", "STOPPED",
+           "ContainerState", "StateStore", "Status", "validate_id"]
 
 
 def validate_id(cid: str) -> None:
     """runc's rule: ``^[\\w+,.-]+$`` (ASCII), and not ``.`` or ``..``."""
-    if not cid or len(cid) > 1024 or cid in (".", "..") or not set(cid) <= _ID_CHARS:
+    if not ground.valid_id(cid):
         raise OciRunError(f"invalid container ID format: {cid!r} (allowed: letters, digits and _ + , - .)")
 
 
@@ -166,33 +159,16 @@ class ContainerState:
 
     def alive(self) -> bool:
         """The recorded init still exists (same pid AND same start time)."""
-        return self.pid > 0 and procfs.pid_start_time(self.pid) == self.pid_start
+        return ground.alive(self.pid, self.pid_start)
 
     def status(self) -> Status:
-        if not self.alive():
-            return Status(STOPPED)
-        if os.path.exists(self.fifo_path):
-            return Status(CREATED)
-        if self.cgroup_paths and _frozen(self.cgroup_paths):
-            return Status(PAUSED)
-        return Status(RUNNING)
+        """Derived by ground.status, the one implementation (the launcher's
+        fast path uses it too)."""
+        return Status(ground.status(self.pid, self.pid_start, self.dir, self.cgroup_paths))
 
     def oci_state(self, status: str | None = None, *, pid_view: int | None = None) -> dict[str, object]:
         """The state object of runtime.md (plus runc's rootfs, created, owner)."""
-        status = status or self.status()
-        doc: dict[str, object] = {
-            "ociVersion": self.oci_version,
-            "id": self.id,
-            "pid": (pid_view if pid_view is not None else self.pid) if status != STOPPED else 0,
-            "status": status,
-            "bundle": self.bundle,
-            "rootfs": self.rootfs,
-            "created": self.created,
-        }
-        if self.annotations:
-            doc["annotations"] = self.annotations
-        doc["owner"] = ""
-        return doc
+        return ground.state_doc(self, status or self.status(), pid_view)
 
     def hook_state(self, status: str, pid: int | None) -> dict[str, object]:
         """The state passed to hooks: the spec's fields only."""
@@ -203,15 +179,6 @@ class ContainerState:
         if self.annotations:
             doc["annotations"] = self.annotations
         return doc
-
-
-def _frozen(paths: dict[str, str]) -> bool:
-    """The cgroup manager's frozen state (v1 freezer or v2 cgroup.freeze)."""
-    from ocirun.cgroups import load_manager
-    try:
-        return load_manager(paths).frozen()
-    except OciRunError:
-        return False
 
 
 class StateStore:
