@@ -20,6 +20,7 @@ from __future__ import annotations
 import posix
 
 from ocirun import jsonio
+from ocirun.posixpaths import exists, normpath
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,8 +49,6 @@ CONFIG_FILE = "config.json"
 FIFO = "exec.fifo"
 
 _ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+,-.")
-_S_IFMT = 0o170000
-_S_IFDIR = 0o040000
 _ENOENT = 2
 
 # What cgroups/__init__.py records (kept equal by tests/unit/test_ground.py).
@@ -57,59 +56,16 @@ _UNIFIED_KEY = "unified"
 _CREATED_PREFIX = "created:"
 
 
-# --- paths (posixpath's rules, without importing it) ---
+# --- paths ---
 
 def valid_id(cid: str) -> bool:
     """runc's rule: ``^[\\w+,.-]+$`` (ASCII), and not ``.`` or ``..``."""
     return bool(cid) and len(cid) <= 1024 and cid not in (".", "..") and set(cid) <= _ID_CHARS
 
 
-def normpath(path: str) -> str:
-    """``os.path.normpath`` for str paths."""
-    if not path:
-        return "."
-    slashes = 2 if path.startswith("//") and not path.startswith("///") else \
-        1 if path.startswith("/") else 0
-    comps: list[str] = []
-    for comp in path.split("/"):
-        if comp in ("", "."):
-            continue
-        if comp != ".." or (not slashes and not comps) or (comps and comps[-1] == ".."):
-            comps.append(comp)
-        elif comps:
-            comps.pop()
-    out = "/" * slashes + "/".join(comps)
-    return out or "."
-
-
-def abspath(path: str) -> str:
-    """``os.path.abspath`` for str paths."""
-    if not path.startswith("/"):
-        cwd = posix.getcwd()
-        path = (cwd if cwd.endswith("/") else cwd + "/") + path
-    return normpath(path)
-
-
 def join(directory: str, name: str) -> str:
     """``os.path.join`` of a directory and one plain name."""
     return directory + name if directory.endswith("/") else directory + "/" + name
-
-
-def exists(path: str) -> bool:
-    """``os.path.exists``."""
-    try:
-        posix.stat(path)
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-def is_dir(path: str) -> bool:
-    """``os.path.isdir``."""
-    try:
-        return posix.stat(path).st_mode & _S_IFMT == _S_IFDIR
-    except (OSError, ValueError):
-        return False
 
 
 def read_file(path: str) -> bytes | None:

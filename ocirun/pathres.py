@@ -12,8 +12,10 @@ target is re-rooted at the rootfs, ``..`` stops at the rootfs, and at most
 from __future__ import annotations
 
 import errno
-import os
+import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
 import stat
+
+from ocirun.posixpaths import abspath
 
 MAX_SYMLINKS = 255
 
@@ -29,7 +31,7 @@ def resolve_in_root(root: str, path: str) -> str:
     literally, so the result can be created afterwards.  ``root`` itself is
     trusted (it is the bundle's rootfs as the runtime found it).
     """
-    root = os.path.abspath(root).rstrip("/") or "/"
+    root = abspath(root).rstrip("/") or "/"
     prefix = "" if root == "/" else root
     pending = _split(path)
     pending.reverse()  # a stack: pop() yields the next component
@@ -77,7 +79,7 @@ def mkdir_all_in_root(root: str, path: str, mode: int = 0o755) -> str:
     created outside ``root`` even if the image holds hostile links.
     """
     host = resolve_in_root(root, path)
-    rootp = os.path.abspath(root).rstrip("/") or "/"
+    rootp = abspath(root).rstrip("/") or "/"
     rel = host[len(rootp):] if host != rootp else ""
     cur = rootp if rootp != "/" else ""
     for comp in _split(rel):

@@ -12,7 +12,7 @@ parameter so unit tests can point at a fake tree.
 
 from __future__ import annotations
 
-import os
+import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
 
 # /proc/<pid>/stat is under 1 KiB; /proc/<pid>/status about 1.5 KiB.
 _STAT_BUF = 4096

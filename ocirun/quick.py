@@ -26,32 +26,9 @@ from __future__ import annotations
 
 import posix
 
-from ocirun import ground, log
-
-
-class _Fallback(Exception):
-    """Not for the fast path: let the full command line run."""
-
-
-def _parse_globals(argv: list[str]) -> tuple[dict[str, str], int]:
-    """``--root``, ``--log``, ``--log-format`` as cli.parse_flags reads them."""
-    opts: dict[str, str] = {}
-    i, n = 0, len(argv)
-    while i < n:
-        tok = argv[i]
-        if not tok.startswith("-") or tok == "-":
-            return opts, i
-        name, eq, value = tok.lstrip("-").partition("=")
-        if name not in ("root", "log", "log-format"):
-            raise _Fallback
-        i += 1
-        if not eq:
-            if i >= n:
-                raise _Fallback
-            value = argv[i]
-            i += 1
-        opts[name] = value
-    raise _Fallback  # no command: help
+from ocirun import ground, log, posixpaths
+from ocirun.plainargs import Fallback as _Fallback
+from ocirun.plainargs import parse_globals as _parse_globals
 
 
 def _plain(args: list[str], lo: int, hi: int) -> list[str]:
@@ -116,7 +93,7 @@ def _list(root: str, args: list[str]) -> int:
         raise _Fallback from None
     states: list[dict[str, object]] = []
     owners: dict[int, str] = {}
-    for cid in sorted(n for n in names if ground.is_dir(ground.join(root, n))):
+    for cid in sorted(n for n in names if posixpaths.isdir(ground.join(root, n))):
         d = ground.join(root, cid)
         try:
             if not ground.valid_id(cid):
@@ -204,7 +181,7 @@ def main(argv: list[str]) -> int | None:
             log.configure(opts.get("log"), fmt, False)
         except OSError:
             return None
-        root = ground.abspath(opts.get("root") or ground.DEFAULT_ROOT)
+        root = posixpaths.abspath(opts.get("root") or ground.DEFAULT_ROOT)
         try:
             return verb(root, argv[i + 1:])
         except _Fallback:
@@ -217,30 +194,3 @@ def main(argv: list[str]) -> int | None:
             return report(e, argv[i])
     except _Fallback:
         return None
-
-
-def launch(argv: list[str], script: dict[str, object]) -> None:
-    """The launcher's (bin/ocirun) whole run once ocirun is importable: the
-    fast path, else the full command line; never returns.
-
-    When the launcher is the program (``script`` is the ``__main__`` module's
-    namespace, not a test harness exec'ing it) it leaves with ``_exit``: the
-    interpreter's teardown frees every module, about 2 ms for nothing.  What
-    the teardown would still do, flushing sys.stdout and sys.stderr, is done
-    here; with atexit callbacks registered it exits normally."""
-    import sys
-    status = main(argv)
-    if status is None:
-        from ocirun.cli import main as full
-        status = full(argv)
-    import atexit
-    entry = sys.modules.get("__main__")
-    if (atexit._ncallbacks() or sys.flags.interactive or entry is None
-            or getattr(entry, "__dict__", None) is not script):
-        sys.exit(status)
-    for f in (sys.stdout, sys.stderr):
-        try:
-            f.flush()
-        except Exception:  # noqa: BLE001, S110 - as at a normal exit
-            pass
-    posix._exit(status & 0xFF)

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
     from ocirun.ops.hostside import HostSide
     from ocirun.plantypes import ContainerPlan, Handles
+    from ocirun.process.channel import Channel
+    from ocirun.process.nursery import Nursery
     from ocirun.syscalls.api import Syscalls
 
 
@@ -32,6 +34,7 @@ class CreateOptions:
         "console_socket",
         "no_new_keyring",
         "no_pivot",
+        "nursery",
         "pid_file",
         "preserve_fds",
     )
@@ -39,7 +42,8 @@ class CreateOptions:
     def __init__(self, bundle: str = ".", pid_file: str | None = None,
                  console_socket: str | None = None, no_pivot: bool = False,
                  no_new_keyring: bool = False, preserve_fds: int = 0,
-                 cgroup_root: str = "/sys/fs/cgroup", console_master: Any = None) -> None:
+                 cgroup_root: str = "/sys/fs/cgroup", console_master: Any = None,
+                 nursery: Nursery | None = None) -> None:
         self.bundle = bundle
         # run in the foreground with a terminal: a console.MasterHolder that
         # keeps the pty master for the runtime's own TtyProxy
@@ -50,6 +54,9 @@ class CreateOptions:
         self.no_new_keyring = no_new_keyring
         self.preserve_fds = preserve_fds
         self.cgroup_root = cgroup_root
+        # process/nursery.py: forked by the command line before anything
+        # heavy was imported; create sends it the plan (None: create forks)
+        self.nursery = nursery
 
 
 def load_and_check(bundle: str) -> tuple[dict[str, Any], bytes]:
@@ -120,6 +127,16 @@ def open_handles(plan: ContainerPlan, sys: Syscalls) -> Handles:
 def create(store: StateStore, cid: str, opts: CreateOptions,
            sys: Syscalls | None = None) -> ContainerState:
     """Build the container; on return the init is parked before exec."""
+    try:
+        return _create(store, cid, opts, sys)
+    finally:
+        if opts.nursery is not None:
+            opts.nursery.close()  # unused (a failure, or too many fds): kill and reap it
+            opts.nursery = None
+
+
+def _create(store: StateStore, cid: str, opts: CreateOptions,
+            sys: Syscalls | None) -> ContainerState:
     from ocirun.process.parent import INIT, Launch, Rollback, launch
     from ocirun.state import validate_id
 
@@ -137,9 +154,7 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
     if sys is None:
         from ocirun.syscalls.linux import LinuxSyscalls
         sys = LinuxSyscalls()
-    from ocirun.process.init import preload, run_init
     from ocirun.process.intermediate import Entry
-    preload(plan)
     try:
         with Rollback() as rb:
             t = steps.begin()
@@ -185,14 +200,25 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
                         run_hooks(plan.hooks[phase], state, phase, cwd=bundle)
 
             entry = Entry(handles.join_fds, plan.ns, plan.time_offsets)
+            from ocirun.process.nursery import fits
+            nursery = opts.nursery if opts.nursery is not None and fits(handles) else None
+            if nursery is None:
+                from ocirun.process.init import preload
+                preload(plan)  # the children are forked from us
+
+            def final(chan: Channel) -> None:
+                from ocirun.process.init import run_init
+                run_init(plan, handles, chan, sys)
+
             try:
-                init_pid = launch(Launch(INIT, entry,
-                                         lambda chan: run_init(plan, handles, chan, sys),
+                init_pid = launch(Launch(INIT, entry, final,
                                          mgr=mgr, uid_map=plan.uid_map, gid_map=plan.gid_map,
                                          run_runtime_hooks=runtime_hooks,
                                          on_fds=lambda msg: take_fds(plan, msg, console),
                                          on_pid=None if host is None else
-                                         lambda pid: host.on_pid(pid, rb, sys)), rb, sys)
+                                         lambda pid: host.on_pid(pid, rb, sys),
+                                         nursery=None if nursery is None else
+                                         (nursery, plan, handles)), rb, sys)
             except ChildDiedError as e:
                 if plan.process.seccomp is None:
                     raise

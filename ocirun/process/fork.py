@@ -7,7 +7,7 @@ that no parent clean-up (atexit, buffered files) runs twice.
 
 from __future__ import annotations
 
-import os
+import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

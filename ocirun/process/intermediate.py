@@ -18,7 +18,7 @@ in specs/sync-protocol.md:
 
 from __future__ import annotations
 
-import os
+import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
 
 from ocirun import steps
 from ocirun.errors import SyscallError

@@ -37,8 +37,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ocirun.cgroups import CgroupManager
+    from ocirun.plantypes import ContainerPlan, Handles
     from ocirun.process.channel import Channel
     from ocirun.process.intermediate import Entry
+    from ocirun.process.nursery import Nursery
 
 INIT = "init"
 TENANT = "tenant"
@@ -99,14 +101,15 @@ def describe_exit(pid: int) -> str:
 class Launch:
     """One launch: what to start and how the parent answers its requests."""
 
-    __slots__ = ("entry", "final", "gid_map", "kind", "mgr", "on_fds", "on_pid",
+    __slots__ = ("entry", "final", "gid_map", "kind", "mgr", "nursery", "on_fds", "on_pid",
                  "run_runtime_hooks", "uid_map")
 
     def __init__(self, kind: str, entry: Entry, final: Callable[[Channel], None], *,
                  mgr: CgroupManager | None = None, uid_map: bytes = b"", gid_map: bytes = b"",
                  run_runtime_hooks: Callable[[int], None] | None = None,
                  on_fds: Callable[[dict[str, object]], None] | None = None,
-                 on_pid: Callable[[int], None] | None = None) -> None:
+                 on_pid: Callable[[int], None] | None = None,
+                 nursery: tuple[Nursery, ContainerPlan, Handles] | None = None) -> None:
         self.kind = kind
         self.entry = entry
         self.final = final  # runs in the final process, given the child channel
@@ -120,6 +123,10 @@ class Launch:
         # P3, after the cgroup: what else the runtime does with the new pid
         # before the process goes on (resctrl group, network devices).
         self.on_pid = on_pid
+        # INIT: a nursery (process/nursery.py) forked before the config was
+        # read becomes the intermediate, sent this plan and these handles,
+        # instead of a child forked now (whose init would carry our heap).
+        self.nursery = nursery
 
 
 def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
@@ -135,16 +142,25 @@ def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
     sys.prctl(api.PR_SET_CHILD_SUBREAPER, 1)                                   # P1
     steps.end("P1", "subreaper", t)
     t = steps.begin()
-    chan, child_chan, parent_fds = channel.pair()
-    rb.push(chan.close)
-    import gc
-    gc.freeze()  # keep the children's copy-on-write pages shared
     stage = "init" if spec.kind == INIT else "exec"
-    inter = fork.spawn(lambda: run_intermediate(spec.entry, child_chan, sys,
-                                                lambda: spec.final(child_chan), stage),
-                       child_chan, parent_fds, "intermediate", sys)            # P2
-    rb.push(lambda: kill_and_reap(inter))
-    child_chan.close()
+    if spec.nursery is not None:
+        from ocirun.process import nursery
+        n, plan, handles = spec.nursery
+        chan, inter = n.chan, n.pid
+        n.pid = 0  # the launch owns it now: the rollback below kills it
+        rb.push(chan.close)
+        rb.push(lambda: kill_and_reap(inter))
+        nursery.launch(n, plan, handles, spec.entry, stage)                    # P2
+    else:
+        chan, child_chan, parent_fds = channel.pair()
+        rb.push(chan.close)
+        import gc
+        gc.freeze()  # keep the children's copy-on-write pages shared
+        inter = fork.spawn(lambda: run_intermediate(spec.entry, child_chan, sys,
+                                                    lambda: spec.final(child_chan), stage),
+                           child_chan, parent_fds, "intermediate", sys)        # P2
+        rb.push(lambda: kill_and_reap(inter))
+        child_chan.close()
     pid: int = 0
     try:
         msg = chan.expect("userns_map_request", "init_pid")

@@ -12,7 +12,7 @@ until ``python3 -m ocirun.syscalls._build_ffi`` is run).
 
 from __future__ import annotations
 
-import os
+import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
 
 from ocirun.syscalls._build_ffi import CDEF
 

@@ -7,8 +7,9 @@ so callers handle one exception type, as with the ``os`` module.
 
 from __future__ import annotations
 
-import os
+import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
 
+from ocirun.posixpaths import fsencode
 from ocirun.syscalls import api
 from ocirun.syscalls._ffi import NR, ffi, lib
 from ocirun.syscalls.api import (
@@ -31,7 +32,7 @@ def _raise(path: str | None = None) -> None:
 
 def _cstr(s: str | None) -> object:
     # NULL rather than "" where the kernel distinguishes them (mount data).
-    return ffi.NULL if s is None else os.fsencode(s)
+    return ffi.NULL if s is None else fsencode(s)
 
 
 def _nr(name: str) -> int:
@@ -83,13 +84,13 @@ class LinuxSyscalls:
             _raise(target)
 
     def umount2(self, target: str, flags: int) -> None:
-        if lib.umount2(os.fsencode(target), flags) != 0:
+        if lib.umount2(fsencode(target), flags) != 0:
             _raise(target)
 
     def pivot_root(self, new_root: str, put_old: str) -> None:
         # glibc has no wrapper for pivot_root(2).
-        rc = lib.syscall(_nr("pivot_root"), ffi.new("char[]", os.fsencode(new_root)),
-                         ffi.new("char[]", os.fsencode(put_old)))
+        rc = lib.syscall(_nr("pivot_root"), ffi.new("char[]", fsencode(new_root)),
+                         ffi.new("char[]", fsencode(put_old)))
         if rc != 0:
             _raise(new_root)
 
@@ -150,7 +151,7 @@ class LinuxSyscalls:
             "attr_set": attr_set, "attr_clr": attr_clr,
             "propagation": propagation, "userns_fd": userns_fd})
         rc = lib.syscall(_nr("mount_setattr"), ffi.cast("int", dirfd),
-                         ffi.new("char[]", os.fsencode(path)), ffi.cast("unsigned int", flags),
+                         ffi.new("char[]", fsencode(path)), ffi.cast("unsigned int", flags),
                          attr, ffi.cast("size_t", ffi.sizeof("struct mount_attr")))
         if rc != 0:
             _raise(path)
@@ -176,7 +177,7 @@ class LinuxSyscalls:
 
     def open_tree(self, dirfd: int, path: str, flags: int) -> int:
         rc = int(lib.syscall(_nr("open_tree"), ffi.cast("int", dirfd),
-                             ffi.new("char[]", os.fsencode(path)), ffi.cast("unsigned int", flags)))
+                             ffi.new("char[]", fsencode(path)), ffi.cast("unsigned int", flags)))
         if rc < 0:
             _raise(path)
         return rc
@@ -184,8 +185,8 @@ class LinuxSyscalls:
     def move_mount(self, from_dirfd: int, from_path: str, to_dirfd: int, to_path: str,
                    flags: int) -> None:
         rc = lib.syscall(_nr("move_mount"), ffi.cast("int", from_dirfd),
-                         ffi.new("char[]", os.fsencode(from_path)), ffi.cast("int", to_dirfd),
-                         ffi.new("char[]", os.fsencode(to_path)), ffi.cast("unsigned int", flags))
+                         ffi.new("char[]", fsencode(from_path)), ffi.cast("int", to_dirfd),
+                         ffi.new("char[]", fsencode(to_path)), ffi.cast("unsigned int", flags))
         if rc != 0:
             _raise(to_path)
 

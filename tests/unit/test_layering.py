@@ -20,8 +20,8 @@ LEVELS = [
 LEVELS[1] += ("sched", "mempolicy", "resctrl", "netdev", "criu")
 # issue 11: the os-free ground floor of state derivation, and the launcher's
 # fast path above everything (it falls back to cli)
-LEVELS[0] += ("ground",)
-LEVELS[4] += ("quick",)
+LEVELS[0] += ("ground", "posixpaths", "plainargs")
+LEVELS[4] += ("quick", "launcher")
 
 
 def level_of(mod: str) -> int:

@@ -206,14 +206,6 @@ def test_default_root_is_the_cli_one() -> None:
     assert ground.DEFAULT_ROOT == cmdtable.DEFAULT_ROOT
 
 
-@pytest.mark.parametrize("path", ["", ".", "/", "//", "///", "a", "/a/b/", "a/../..", "/../a",
-                                  "//a/./b/../c", "a//b", "./a/.", "../../x/y/..", "/a/b/../../.."])
-def test_normpath(path: str) -> None:
-    assert ground.normpath(path) == os.path.normpath(path)
-    if path:
-        assert ground.abspath(path) == os.path.abspath(path)
-
-
 def test_signal_numbers() -> None:
     for text in ("9", "0", "64", "65", "KILL", "sigterm", "SIGRTMIN", "SIG_DFL", "nosuch", "hup"):
         want = None
