@@ -91,9 +91,11 @@ def cmd_exec(g: Opts, o: Opts, a: list[str]) -> int:
     fwd = Forwarder()
     fwd.install()  # a signal during set-up is queued for the process, never lost
     try:
-        from ocirun.ops.exec import exec_process, exec_request
+        from ocirun.ops.exec import exec_process, exec_request, prime_cgroup_attach
+        sys = _syscalls()
+        prime_cgroup_attach(sys)
         proc, opts = exec_request(_store(g), a[0], a[1:], o)
-        return exec_process(_store(g), a[0], proc, opts, _syscalls(), fwd=fwd)
+        return exec_process(_store(g), a[0], proc, opts, sys, fwd=fwd)
     except OciRunError as e:
         e.exit_code = 255
         raise

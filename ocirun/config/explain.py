@@ -127,6 +127,7 @@ MEANING_FIXES: tuple[tuple[str, str, str], ...] = (
     ("check_process", "$.process.user", "add process.user with a numeric uid and gid, e.g. {\"uid\": 0, \"gid\": 0}"),
     ("check_process", "$.process.oomScoreAdj", "use a value from -1000 to 1000"),
     ("check_process", "ioPriority", "give ioPriority.priority from 0 (highest) to 7 (lowest)"),
+    ("check_rdma", "hcaHandles", "give the device a limit: hcaHandles, hcaObjects or both"),
     ("check_rlimits", "not a Linux", "use a name from getrlimit(2), such as RLIMIT_NOFILE"),
     ("check_rlimits", "more than once", "keep one entry per limit type"),
     ("check_rlimits", "above", "make soft lower than or equal to hard"),

@@ -5,8 +5,8 @@ Modelled on the template of ``runc spec`` so that tools and tutorials written
 for runc work unchanged, with these differences:
 
 * ``ociVersion`` is the spec version we implement, 1.3.0;
-* ``process.terminal`` is false: terminals are not implemented yet, and a
-  template the runtime itself would refuse is no use;
+* ``process.terminal`` is false: the container shares the caller's stdio, and
+  ``run --detach`` works without a console socket;
 * hostname ``ocirun``;
 * no ``linux.resources``: runc's only entry there denies every device, which
   the default device rules already do;

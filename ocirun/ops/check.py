@@ -129,12 +129,13 @@ PLAN_WARNING_FIXES = (
 def _plan(spec: dict[str, Any], bundle: str) -> list[Finding]:
     """The plan create would build; its warnings become findings instead of log lines."""
     from ocirun import log
-    from ocirun.ops.create import CreateOptions, make_plan
+    from ocirun.ops.create import CreateOptions, make_plan, plan_host_side
     logged: list[str] = []
     saved = log.warning
     log.warning = logged.append  # type: ignore[assignment]  # single-threaded CLI
     try:
         make_plan("check", spec, bundle, CreateOptions(bundle=bundle))
+        plan_host_side("check", spec)  # intelRdt (resctrl here?), netDevices (devices here?)
     except OciRunError as e:
         path, what = _split(e.msg)
         return [Finding(path, what, severity=ERROR, level=MUST, source="plan")]

@@ -8,7 +8,10 @@ action/operator/architecture/flag tables once the seccomp module is there,
 and ``checks.NOT_YET`` for everything refused so far (a feature in NOT_YET
 is reported as not enabled).  The document describes the implementation,
 not the host (features.md: "not the host's capabilities"), so nothing here
-probes the machine.  Printed with 4-space indents, as runc does.
+probes the machine, with three exceptions where the host decides whether a
+feature can work at all (issue 13): id-mapped mounts need Linux >= 5.12
+(mount_setattr), netDevices needs pyroute2 beside ocirun, and checkpoint
+needs a criu binary.  Printed with 4-space indents, as runc does.
 """
 
 from __future__ import annotations
@@ -48,7 +51,10 @@ def features() -> dict[str, Any]:
     def built(key: str) -> bool:
         return key not in NOT_YET
 
-    idmap = built("mounts[].uidMappings")
+    from ocirun import criu, mempolicy, netdev, resctrl
+    from ocirun.process import idmap as idmapped
+
+    idmap = built("mounts[].uidMappings") and idmapped.features()["idmap"]["enabled"]
     options = [o for o in KNOWN_MOUNT_OPTIONS if idmap or o not in IDMAP_OPTIONS]
     return {
         "ociVersionMin": OCI_VERSION_MIN,
@@ -63,13 +69,15 @@ def features() -> dict[str, Any]:
             "seccomp": _seccomp(not built("linux.seccomp")),
             "apparmor": {"enabled": built("process.apparmorProfile")},
             "selinux": {"enabled": built("process.selinuxLabel")},
-            "intelRdt": {"enabled": built("linux.intelRdt")},
+            "intelRdt": resctrl.features() if built("linux.intelRdt") else {"enabled": False},
             "mountExtensions": {"idmap": {"enabled": idmap}},
-            "netDevices": {"enabled": built("linux.netDevices")},
+            "netDevices": {"enabled": built("linux.netDevices")
+                           and netdev.features()["enabled"]},
+            "memoryPolicy": mempolicy.features(),
         },
         "annotations": {
             # runc's key, read by callers deciding whether checkpoints work
-            "org.opencontainers.runc.checkpoint.enabled": "false",
+            **criu.features_annotations(),
             "io.github.ocirun.version": __version__,
         },
     }

@@ -80,6 +80,7 @@ class Podman:
         self.dir = workdir
         self.ocirun = ocirun
         self.token = token
+        self.state_root = os.path.join(workdir, "ocirun")
         with open(os.path.join(workdir, "containers.conf"), "w") as f:
             f.write(containers_conf(workdir, ocirun))
         with open(os.path.join(workdir, "storage.conf"), "w") as f:
@@ -93,8 +94,10 @@ class Podman:
             self.opts = ["--security-opt", "seccomp=unconfined"]
 
     def argv(self, *args: str) -> list[str]:
-        # --runtime with the path, as the issue says: podman --runtime $(command -v ocirun)
-        return [str(PODMAN), "--runtime", self.ocirun, *args]
+        # --runtime with the path, as the issue says: podman --runtime $(command -v ocirun);
+        # podman passes no --root, so ocirun's state goes to a root of the test's own
+        return [str(PODMAN), "--runtime", self.ocirun,
+                "--runtime-flag", f"root={self.state_root}", *args]
 
     def __call__(self, *args: str, timeout: float = 90) -> subprocess.CompletedProcess[str]:
         return subprocess.run(self.argv(*args), capture_output=True, text=True, env=self.env,
@@ -128,10 +131,13 @@ def pm(session_token: str, runtime_cmd: list[str]) -> Iterator[Podman]:
     finally:
         left = p("ps", "-aq").stdout.split()
         p("rm", "-af", "-t", "0")
+        states = [d for d in os.listdir(p.state_root)
+                  if not d.startswith("seccomp@")] if os.path.isdir(p.state_root) else []
         p("rmi", "-af")
         p("system", "reset", "--force")
         shutil.rmtree(workdir, ignore_errors=True)
         assert not left, f"containers left: {left}"
+        assert not states, f"ocirun state left after podman rm: {states}"
 
 
 def test_readme_config_is_the_one_in_use(pm: Podman) -> None:
