@@ -88,6 +88,13 @@ def isdir(path: str) -> bool:
         return False
 
 
+def isfile(path: str) -> bool:
+    try:
+        return posix.stat(path).st_mode & _S_IFMT == 0o100000
+    except (OSError, ValueError):
+        return False
+
+
 def fsencode(name: str | bytes) -> bytes:
     if isinstance(name, bytes):
         return name

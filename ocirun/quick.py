@@ -10,6 +10,7 @@ understands only the plain forms of these commands:
     ...                                               list [-q|--quiet] [-f|--format table|json]
     ...                                               kill ID [SIGNAL]
     ...                                               start ID     (no poststart hooks)
+    ...                                               delete [-f|--force] ID
 
 and returns None for anything else (other commands or flags, ``--debug``,
 ``--trace``/``OCIRUN_TRACE``, an unknown container, a status the verb does
@@ -17,6 +18,8 @@ not allow, a record it cannot read): the full command line (cli.py) then
 runs from the start and reports in its own words.  Falling back is only
 allowed before any effect: ``kill`` signals last, ``start`` releases the
 init last.  An error after that point is printed by ``cli.report``.
+``delete`` runs the library's own delete (state.py, ops/delete.py and the
+cgroup manager do without ``os`` too) and prints its errors the same way.
 
 State is read and derived by ground.py, the implementation state.py uses,
 so both paths print the same bytes (tests/unit/test_quick.py compares them).
@@ -166,7 +169,27 @@ def _start(root: str, args: list[str]) -> int:
     return 0
 
 
-_VERBS = {"state": _state, "list": _list, "kill": _kill, "start": _start}
+def _delete(root: str, args: list[str]) -> int:
+    """The library's delete itself (ops/delete.py and what it uses avoid
+    ``os``); its errors are printed by cli.report, as by the full path."""
+    force = False
+    ids = []
+    for a in args:
+        if a in ("-f", "--force"):
+            force = True
+        elif a.startswith("-"):
+            raise _Fallback
+        else:
+            ids.append(a)
+    if len(ids) != 1:
+        raise _Fallback
+    from ocirun.ops.delete import delete
+    from ocirun.state import StateStore
+    delete(StateStore(root), ids[0], force=force)
+    return 0
+
+
+_VERBS = {"state": _state, "list": _list, "kill": _kill, "start": _start, "delete": _delete}
 
 
 def main(argv: list[str]) -> int | None:

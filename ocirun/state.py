@@ -15,12 +15,13 @@ its start time (a reused pid is not our process), and the exec FIFO.
 from __future__ import annotations
 
 import fcntl
-import os
+import posix as os  # os's calls without its Python layer (posixpaths.py): a lean delete
 import time
 
 from ocirun import ground, jsonio
 from ocirun.errors import ExistsError, NotFoundError, OciRunError, StateError
 from ocirun.ground import CONFIG_FILE, CREATED, FIFO, PAUSED, RUNNING, STATE_FILE, STOPPED
+from ocirun.posixpaths import abspath, isdir, join, makedirs
 
 
 class Status(str):
@@ -151,11 +152,11 @@ class ContainerState:
 
     @property
     def fifo_path(self) -> str:
-        return os.path.join(self.dir, FIFO)
+        return join(self.dir, FIFO)
 
     @property
     def config_path(self) -> str:
-        return os.path.join(self.dir, CONFIG_FILE)
+        return join(self.dir, CONFIG_FILE)
 
     def alive(self) -> bool:
         """The recorded init still exists (same pid AND same start time)."""
@@ -187,16 +188,16 @@ class StateStore:
     __slots__ = ("root",)
 
     def __init__(self, root: str) -> None:
-        self.root = os.path.abspath(root)
+        self.root = abspath(root)
 
     def dir_of(self, cid: str) -> str:
-        return os.path.join(self.root, cid)
+        return join(self.root, cid)
 
     def create_dir(self, cid: str) -> tuple[str, int]:
         """Make ``<root>/<id>`` and lock it; (path, locked dir fd)."""
         validate_id(cid)
         try:
-            os.makedirs(self.root, mode=0o700, exist_ok=True)
+            makedirs(self.root, mode=0o700, exist_ok=True)
         except OSError as e:
             raise OciRunError(f"create state root `{self.root}`: {e.strerror}", errno=e.errno) from e
         path = self.dir_of(cid)
@@ -227,7 +228,7 @@ class StateStore:
         validate_id(cid)
         d = self.dir_of(cid)
         try:
-            with open(os.path.join(d, STATE_FILE), "rb") as f:
+            with open(join(d, STATE_FILE), "rb") as f:
                 data = f.read()
         except FileNotFoundError:
             raise NotFoundError("container does not exist") from None
@@ -240,7 +241,7 @@ class StateStore:
 
     def save(self, st: ContainerState) -> None:
         """Atomic: write a temp file, fsync it, rename over state.json."""
-        final = os.path.join(st.dir, STATE_FILE)
+        final = join(st.dir, STATE_FILE)
         tmp = final + ".tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
@@ -258,7 +259,7 @@ class StateStore:
             names = os.listdir(self.root)
         except FileNotFoundError:
             return []
-        return sorted(n for n in names if os.path.isdir(os.path.join(self.root, n)))
+        return sorted(n for n in names if isdir(join(self.root, n)))
 
 
 def remove_tree(path: str) -> None:
@@ -268,7 +269,7 @@ def remove_tree(path: str) -> None:
     except FileNotFoundError:
         return
     for n in names:
-        p = os.path.join(path, n)
+        p = join(path, n)
         try:
             os.unlink(p)
         except IsADirectoryError:

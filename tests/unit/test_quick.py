@@ -189,7 +189,7 @@ def test_declines(tmp_path: pathlib.Path, sleeper: Any) -> None:
     for argv in (["state", "nosuch"], ["state", "../x"], ["--debug", "state", "runs"],
                  ["--trace", str(tmp_path / "t"), "state", "runs"], ["state", "runs", "--help"],
                  ["state"], ["kill", "--all", "runs"], ["kill", "runs", "NOSUCH"],
-                 ["start", "runs"], ["delete", "runs"], ["list", "--format", "yaml"],
+                 ["start", "runs"], ["delete", "--force=true", "runs"], ["list", "--format", "yaml"],
                  ["--log-format", "xml", "state", "runs"]):
         declines(r + argv)
     declines([], None)
@@ -198,6 +198,24 @@ def test_declines(tmp_path: pathlib.Path, sleeper: Any) -> None:
     (root / "broken" / "state.json").write_text("{")
     declines(r + ["list"])  # the full path warns about the broken entry
     declines(r + ["state", "broken"])
+
+
+def test_delete(tmp_path: pathlib.Path, sleeper: Any) -> None:
+    """delete runs the library itself: same output, errors included."""
+    outs = []
+    for fast in (True, False):
+        root = tmp_path / ("fast" if fast else "full")
+        record(root, "gone", 0)
+        record(root, "runs", sleeper.pid)
+        got = [run(["--root", str(root), "delete", "runs"], fast).key(),
+               run(["--root", str(root), "delete", "gone"], fast).key(),
+               run(["--root", str(root), "delete", "gone"], fast).key(),
+               run(["--root", str(root), "delete", "-f", "gone"], fast).key()]
+        assert not (root / "gone").exists() and (root / "runs").exists()
+        outs.append(got)
+    assert outs[0] == outs[1]
+    assert outs[0][0][0] == 1 and "not stopped: running" in outs[0][0][2]
+    assert outs[0][1][0] == 0 and outs[0][2][0] == 1 and outs[0][3][0] == 0
 
 
 # --- ground.py against what it replaced ---
