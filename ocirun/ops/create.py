@@ -199,7 +199,9 @@ def _create(store: StateStore, cid: str, opts: CreateOptions,
                     if plan.hooks.get(phase):
                         run_hooks(plan.hooks[phase], state, phase, cwd=bundle)
 
-            entry = Entry(handles.join_fds, plan.ns, plan.time_offsets)
+            handles.cgroup_fd = _cgroup_fd(mgr)
+            entry = Entry(handles.join_fds, plan.ns, plan.time_offsets,
+                          cgroup_fd=handles.cgroup_fd)
             from ocirun.process.nursery import fits
             nursery = opts.nursery if opts.nursery is not None and fits(handles) else None
             if nursery is None:
@@ -320,6 +322,18 @@ def _close(fd: int) -> None:
 def _cgroup(cid: str, spec: dict, root: str):  # type: ignore[no-untyped-def,type-arg]
     from ocirun.cgroups import open_manager
     return open_manager((spec.get("linux") or {}).get("cgroupsPath"), cid, root=root)
+
+
+def _cgroup_fd(mgr: Any) -> int:
+    """An O_PATH fd on the container's cgroup v2 directory, for clone3's
+    CLONE_INTO_CGROUP (process/intermediate.py I5); -1 without one."""
+    d = mgr.v2_dir() if mgr is not None else None
+    if d is None:
+        return -1
+    try:
+        return os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return -1  # the init is then moved by cgroup.procs, as on a v1 host
 
 
 def _write_file(path: str, data: bytes, mode: int) -> None:

@@ -123,6 +123,7 @@ def launch(n: Nursery, plan: ContainerPlan, handles: Handles, entry: Entry, stag
 
     body = wire.dumps({
         "plan": plan, "stage": stage, "fifo": ref(handles.fifo_fd),
+        "cgroup": ref(entry.cgroup_fd),
         "mounts": {i: ref(fd) for i, fd in handles.mount_fds.items()},
         "joins": [(ref(fd), kind) for fd, kind in handles.join_fds],
         "entry_joins": [(ref(fd), kind) for fd, kind in entry.join_fds],
@@ -135,6 +136,62 @@ def launch(n: Nursery, plan: ContainerPlan, handles: Handles, entry: Entry, stag
         os.close(blob)
 
 
+# A grace period lasts a few to ~20 ms; keep re-entering well within one.
+_REJOIN_MS = 3
+
+
+def _own_v1_procs() -> str | None:
+    """``cgroup.procs`` of our own cgroup in a v1 hierarchy; None on a pure v2
+    host (there the init is born in its cgroup, clone3 CLONE_INTO_CGROUP).
+
+    Why: every write to a cgroup.procs takes the kernel's global
+    cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period
+    (~5-20 ms) unless another writer left it less than a grace period ago.
+    The runtime's first write at P3 (the init into the v1 hierarchies) is on
+    the critical path: the init waits for it before mounting cgroups.  Moving
+    ourselves to the cgroup we are already in (a no-op) pays that wait here,
+    in parallel with the runtime's config work, and repeating it every few
+    ms until the launch keeps the runtime's write from waiting again."""
+    try:
+        with open("/proc/self/cgroup", "rb") as f:
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, ctrls, path = line.split(":", 2)
+        if not ctrls:
+            continue  # the unified hierarchy
+        d = ctrls.removeprefix("name=")
+        procs = f"/sys/fs/cgroup/{d}{path.rstrip('/')}/cgroup.procs"
+        try:
+            os.stat(procs)
+        except OSError:
+            continue
+        return procs
+    return None
+
+
+def _rejoin(procs: str) -> None:
+    try:
+        fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(os.getpid()).encode())
+        finally:
+            os.close(fd)
+    except OSError:
+        pass  # not ours to write (a nested runtime): the runtime's write waits instead
+
+
+def _wait_for_launch(chan: Channel, warm: str | None) -> dict[str, object]:
+    if warm is not None:
+        import select
+        p = select.poll()
+        p.register(chan.fileno(), select.POLLIN)
+        while not p.poll(_REJOIN_MS):
+            _rejoin(warm)
+    return chan.expect("launch")
+
+
 def _serve(chan: Channel) -> None:
     """The nursery's life: imports, the launch message, then the intermediate."""
     from ocirun.process.intermediate import debug_sink
@@ -143,8 +200,11 @@ def _serve(chan: Channel) -> None:
     t = steps.begin()
     for name in CHILD_SIDE:
         __import__(name)
-    steps.end("I0", "nursery: import the child side", t)
-    msg = chan.expect("launch")
+    warm = _own_v1_procs()
+    if warm is not None:
+        _rejoin(warm)
+    steps.end("I0", "nursery: import the child side; start the cgroup move's grace period", t)
+    msg = _wait_for_launch(chan, warm)
     from ocirun.plantypes import Handles
     from ocirun.process import wire
     from ocirun.process.init import preload, run_init
@@ -168,7 +228,7 @@ def _serve(chan: Channel) -> None:
     handles.mount_fds = {i: fd(r) for i, r in d["mounts"].items()}  # type: ignore[attr-defined]
     handles.join_fds = [(fd(r), kind) for r, kind in d["joins"]]  # type: ignore[attr-defined]
     entry = Entry([(fd(r), kind) for r, kind in d["entry_joins"]],  # type: ignore[attr-defined]
-                  d["ns"], d["time_offsets"], d["cpus"])  # type: ignore[arg-type]
+                  d["ns"], d["time_offsets"], d["cpus"], fd(d["cgroup"]))  # type: ignore[arg-type]
     preload(plan)
     sys = LinuxSyscalls()
     run_intermediate(entry, chan, sys, lambda: run_init(plan, handles, chan, sys),

@@ -176,7 +176,8 @@ def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
         os.waitpid(inter, 0)                                                   # P3
         if spec.mgr is not None:
             try:
-                spec.mgr.add(pid)
+                # born there by clone3 (I5): only v1 hierarchies are left to join
+                spec.mgr.add(pid, except_v2=bool(msg.get("in_cgroup")))
             except OciRunError:
                 # A tenant does its process step meanwhile: if it died of an
                 # error, that error is the one to report, not the cgroup's.
