@@ -163,6 +163,14 @@ MUTATIONS: dict[str, Callable[[Config], None]] = {
 #   keep-state:        delete reports success but leaves the container
 BEHAVIOURS = ("leak-process", "leak-cgroup", "keep-state")
 
+# The opposite of a mutant: a wrapper that ADDS a feature the real runtime
+# lacks, done the way the spec describes, so that the suite's tests for it are
+# shown to be passable (tests that can only fail prove nothing either).
+#   netdevices:        linux.netDevices (v1.3.0) on top of runc 1.1.5, with ip(8)
+ORACLES = ("netdevices",)
+ORACLE_TESTS = {"netdevices": ("net-device-not-returned", "net-device-name-clash", "net-device-name-template",
+                               "netdev-moved-renamed", "netdev-missing-error")}
+
 # Conformance tests that pass on the real runtime and must fail on the mutant.
 KILLERS: dict[str, tuple[str, ...]] = {
     "drop-capabilities": ("process-caps-bounding", "process-caps-inheritable", "process-caps-nonroot-none"),
@@ -277,14 +285,72 @@ def _cgroup_dirs(cg: str) -> list[str]:
             if os.path.exists(os.path.join(base, c, "cgroup.procs"))]
 
 
+def _global(args: list[str], flag: str) -> str | None:
+    for i, a in enumerate(args):
+        if a == flag and i + 1 < len(args):
+            return args[i + 1]
+    return None
+
+
+def _ip(*args: str, pid: int = 0) -> subprocess.CompletedProcess:
+    pre = ["nsenter", "-t", str(pid), "-n"] if pid else []
+    return subprocess.run([*pre, "ip", *args], capture_output=True, text=True)
+
+
+def _netdevices_create(real: str, rest: list[str], sub_args: list[str], cfg_path: str) -> int:
+    """runc create without netDevices, then move each device into the
+    container's network namespace: rename (a %d template is left to the
+    kernel), keep the MTU (the kernel does) and the permanent global IPv4
+    addresses (re-added), bring it up; refuse a name the namespace has."""
+    with open(cfg_path) as f:
+        cfg = json.load(f)
+    devs = cfg.get("linux", {}).pop("netDevices", None) or {}
+    for dev in devs:
+        if _ip("link", "show", dev).returncode != 0:
+            print(f"netDevices: no link {dev} in the runtime's network namespace", file=sys.stderr)
+            return 1
+    with open(cfg_path, "w") as f:
+        json.dump(cfg, f)
+    rc = subprocess.run([real, *rest]).returncode
+    if rc != 0 or not devs:
+        return rc
+    root = _global(rest, "--root")
+    cid = container_id(sub_args)
+    base = [real, *(["--root", root] if root else [])]
+    st = json.loads(subprocess.run([*base, "state", cid], capture_output=True, text=True).stdout or "{}")
+    pid = int(st.get("pid", 0))
+    for dev, spec in devs.items():
+        new = spec.get("name") or dev
+        if "%" not in new and _ip("link", "show", new, pid=pid).returncode == 0:
+            print(f"netDevices: {new} already exists in the container's network namespace", file=sys.stderr)
+            subprocess.run([*base, "delete", "--force", cid], capture_output=True)
+            return 1
+        mac = _ip("-o", "link", "show", dev).stdout.split("link/ether ")[-1].split()[0]
+        addrs = [ln.split()[3] for ln in _ip("-o", "-4", "addr", "show", "dev", dev, "scope", "global").stdout.splitlines()
+                 if "dynamic" not in ln]
+        r = _ip("link", "set", "dev", dev, "netns", str(pid), "name", new)
+        if r.returncode != 0:
+            print(f"netDevices: moving {dev}: {r.stderr.strip()}", file=sys.stderr)
+            subprocess.run([*base, "delete", "--force", cid], capture_output=True)
+            return 1
+        name = next(ln.split(":")[1].strip().split("@")[0] for ln in _ip("-o", "link", "show", pid=pid).stdout.splitlines()
+                    if f"link/ether {mac}" in ln)
+        for a in addrs:
+            _ip("addr", "add", a, "dev", name, pid=pid)
+        _ip("link", "set", name, "up", pid=pid)
+    return 0
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) < 2 or (argv[0] not in MUTATIONS and argv[0] not in BEHAVIOURS):
-        print(f"usage: mutants.py MUTANT RUNTIME [ARGS...]; mutants: {', '.join([*MUTATIONS, *BEHAVIOURS])}",
-              file=sys.stderr)
+    if len(argv) < 2 or argv[0] not in (*MUTATIONS, *BEHAVIOURS, *ORACLES):
+        print(f"usage: mutants.py MUTANT RUNTIME [ARGS...]; mutants: {', '.join([*MUTATIONS, *BEHAVIOURS])}; "
+              f"oracles: {', '.join(ORACLES)}", file=sys.stderr)
         return 2
     name, real, rest = argv[0], argv[1], argv[2:]
     sub, sub_args = split_command(rest)
     cfg_path = os.path.join(bundle_dir(sub_args), "config.json")
+    if name == "netdevices" and sub == "create" and os.path.exists(cfg_path):
+        return _netdevices_create(real, rest, sub_args, cfg_path)
     if sub in ("create", "run") and name in MUTATIONS and os.path.exists(cfg_path):
         with open(cfg_path) as f:
             cfg = json.load(f)

@@ -399,7 +399,8 @@ def main(argv: list[str] | None = None, out: TextIO | None = None) -> int:
     xf = sum(o.result == XFAIL for o in outcomes)
     xp = sum(o.result == XPASS for o in outcomes)
     unexpected = sum(o.result == FAIL for o in outcomes)
-    print(f"# runtime {args.runtime} ({name}); expected failures from {exp_path if expected else 'none'}: "
+    print(f"# runtime {args.runtime} ({name}); expected failures from "
+          f"{exp_path if os.path.exists(exp_path) else 'none (no ' + exp_path + ')'}: "
           f"{xf} expected, {unexpected} unexpected failures, {xp} unexpected passes"
           + (f"; unknown ids in expected file: {', '.join(stale)}" if stale else ""), file=out)
     if args.keep:

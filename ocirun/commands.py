@@ -22,17 +22,38 @@ if TYPE_CHECKING:
 Opts = dict[str, object]
 
 
+def default_root(euid: int | None = None, environ: dict[str, str] | None = None) -> str:
+    """The state root without --root: /run/ocirun for root, and for anyone
+    else ``$XDG_RUNTIME_DIR/ocirun`` when that is set (runc's rule)."""
+    if (os.geteuid() if euid is None else euid) == 0:
+        return DEFAULT_ROOT
+    xdg = (os.environ if environ is None else environ).get("XDG_RUNTIME_DIR", "")
+    return xdg.rstrip("/") + "/ocirun" if xdg.startswith("/") else DEFAULT_ROOT
+
+
 def _store(g: Opts) -> StateStore:
-    return StateStore(str(g.get("root") or DEFAULT_ROOT))
+    return StateStore(str(g.get("root") or default_root()))
+
+
+def rootless_flag(value: object, euid: int | None = None) -> bool:
+    """``--rootless true|false|auto``: use the rootless cgroup rules
+    (ocirun/rootless.py); ``auto`` (the default) when not running as root."""
+    v = str(value if value is not None else "auto").lower()
+    if v == "auto":
+        return (os.geteuid() if euid is None else euid) != 0
+    if v in ("true", "1", "t", "yes"):
+        return True
+    if v in ("false", "0", "f", "no"):
+        return False
+    raise UsageError(f"invalid --rootless value `{value}`: want true, false or auto")
 
 
 def _create_options(g: Opts, o: Opts):  # type: ignore[no-untyped-def]
     from ocirun.ops.create import CreateOptions
     if g.get("systemd_cgroup"):
         raise NotSupportedError("--systemd-cgroup: the systemd cgroup driver is not supported yet")
-    if str(g.get("rootless", "auto")).lower() == "true":
-        raise NotSupportedError("--rootless=true: rootless mode is not supported yet")
-    return CreateOptions(bundle=str(o.get("bundle") or "."), pid_file=o.get("pid_file"),  # type: ignore[arg-type]
+    return CreateOptions(rootless=rootless_flag(g.get("rootless")),
+                         bundle=str(o.get("bundle") or "."), pid_file=o.get("pid_file"),  # type: ignore[arg-type]
                          console_socket=o.get("console_socket"),  # type: ignore[arg-type]
                          no_pivot=bool(o.get("no_pivot")), no_new_keyring=bool(o.get("no_new_keyring")),
                          preserve_fds=int(o.get("preserve_fds") or 0))  # type: ignore[call-overload]

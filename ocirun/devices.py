@@ -14,7 +14,7 @@ import posix as os  # os's calls without its Python layer: the init stays lean (
 import stat
 
 from ocirun.errors import SyscallError, oserror_text
-from ocirun.pathres import mkdir_all_in_root, resolve_in_root
+from ocirun.pathres import open_in_root, resolve_in_root
 from ocirun.posixpaths import normpath
 from ocirun.syscalls.api import MS_BIND
 
@@ -88,13 +88,50 @@ def create_devices(devices: tuple[Device, ...] | list[Device], rootfs: str, sys:
                                errno=e.errno, stage="devices") from e
 
 
+def host_node(dev: Device, rdev: int, dev_root: str = "/dev") -> str:
+    """The host's node of ``dev`` to bind into a user-namespaced container:
+    the same path on the host if it is that very device, else udev's
+    ``/dev/char|block/MAJOR:MINOR``.  Never another device under the
+    configured name."""
+    kind = "char" if dev.kind == stat.S_IFCHR else "block"
+    nums = f"{dev.major}:{dev.minor}"
+    here = dev_root.rstrip("/") + dev.path[len("/dev"):] if dev.path.startswith("/dev/") \
+        else dev.path
+    found = None
+    for path in (here, f"{dev_root}/{kind}/{nums}"):
+        try:
+            st = os.stat(path)
+        except OSError:
+            continue
+        if stat.S_IFMT(st.st_mode) == dev.kind and st.st_rdev == rdev:
+            return path
+        if found is None and path == here:
+            found = (f"the host's `{path}` is {stat.filemode(st.st_mode)[0]} "
+                     f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}, not {kind} {nums}")
+    raise OSError(errno.ENODEV, f"in a user namespace a device is bound from the host, and the "
+                  f"host has no {kind} device {nums} at `{here}` or `{dev_root}/{kind}/{nums}`"
+                  + (f" ({found})" if found else ""))
+
+
 def _create(dev: Device, rootfs: str, sys: Syscalls, in_userns: bool) -> None:
-    parent, _, _ = dev.path.rpartition("/")
-    mkdir_all_in_root(rootfs, parent or "/")
-    host = resolve_in_root(rootfs, dev.path)
+    """Every name is made through a pinned parent directory fd
+    (pathres.open_in_root, ``/proc/self/fd/N/name``): a /dev shared with
+    another container cannot redirect a node, or a bind, out of the rootfs."""
+    host = resolve_in_root(rootfs, dev.path)  # missing parents: made by the pin below
     rdev = os.makedev(dev.major, dev.minor) if dev.kind != stat.S_IFIFO else 0
+    hparent, name = host.rsplit("/", 1)
+    pfd = open_in_root(rootfs, hparent, create_dirs=True)
     try:
-        st = os.lstat(host)
+        _create_in(dev, rdev, f"/proc/self/fd/{pfd}", name, rootfs, host, sys, in_userns)
+    finally:
+        os.close(pfd)
+
+
+def _create_in(dev: Device, rdev: int, pdir: str, name: str, rootfs: str, host: str,
+               sys: Syscalls, in_userns: bool) -> None:
+    path = f"{pdir}/{name}"
+    try:
+        st = os.lstat(path)
     except FileNotFoundError:
         st = None
     if st is not None:
@@ -107,14 +144,26 @@ def _create(dev: Device, rootfs: str, sys: Syscalls, in_userns: bool) -> None:
     if in_userns and dev.kind != stat.S_IFIFO:
         # mknod of a device needs CAP_MKNOD in the initial user namespace;
         # bind the host's node instead (its mode and owner come along).
+        source = host_node(dev, rdev)
         if st is None:
-            os.close(os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
                              | os.O_NOFOLLOW, 0o644))
-        sys.mount(dev.path, host, "bind", MS_BIND, None)
+        nfd = open_in_root(rootfs, host)
+        try:
+            sys.mount(source, f"/proc/self/fd/{nfd}", "bind", MS_BIND, None)
+        finally:
+            os.close(nfd)
         return
-    sys.mknod(host, dev.kind | dev.mode, rdev)
-    # mknod's mode is filtered by the umask: set the exact bits explicitly.
-    os.chmod(host, dev.mode)
-    if dev.uid is not None or dev.gid is not None:
-        os.chown(host, -1 if dev.uid is None else dev.uid,
-                 -1 if dev.gid is None else dev.gid, follow_symlinks=False)
+    sys.mknod(path, dev.kind | dev.mode, rdev)
+    # mknod's mode is filtered by the umask: set the exact bits explicitly,
+    # on the node itself (opened without following: never a swapped-in link).
+    nfd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if stat.S_ISLNK(os.fstat(nfd).st_mode):
+            raise OSError(errno.ELOOP, "the new node was replaced by a symlink meanwhile")
+        os.chmod(f"/proc/self/fd/{nfd}", dev.mode)
+        if dev.uid is not None or dev.gid is not None:
+            os.chown(f"/proc/self/fd/{nfd}", -1 if dev.uid is None else dev.uid,
+                     -1 if dev.gid is None else dev.gid)
+    finally:
+        os.close(nfd)

@@ -71,29 +71,71 @@ def resolve_in_root(root: str, path: str) -> str:
     return prefix + "/" + "/".join(done) if done else root
 
 
+def open_in_root(root: str, host: str, *, create_dirs: bool = False, mode: int = 0o755) -> int:
+    """An ``O_PATH`` fd on ``host``, a path below ``root`` as :func:`resolve_in_root`
+    gave it, reached without following any symlink.
+
+    The walk starts at ``root`` and opens one component at a time with
+    O_NOFOLLOW, so a component that is, or has meanwhile become, a symlink
+    stops it (ELOOP: "symlink appeared") instead of leading out of the root:
+    what the runtime then mounts on, or creates in, through the fd is inside
+    the root whatever a container sharing a directory with it renames in the
+    meantime (CVE-2021-30465).  ``create_dirs`` makes missing components as
+    directories (mkdirat, which never follows a symlink either).
+    """
+    rootp = abspath(root).rstrip("/") or "/"
+    if host != rootp and not host.startswith(rootp.rstrip("/") + "/"):
+        raise OSError(errno.EXDEV, f"`{host}` is not below `{rootp}`", host)
+    comps = _split(host[len(rootp):])
+    last = len(comps) - 1
+    fd = os.open(rootp, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for i, comp in enumerate(comps):
+            # O_DIRECTORY on the way (a symlink there fails ENOTDIR), the
+            # last one may be anything but a symlink (checked below)
+            flags = _WALK if i < last else _LAST
+            try:
+                nfd = os.open(comp, flags, dir_fd=fd)
+            except FileNotFoundError:
+                if not create_dirs:
+                    raise
+                try:
+                    os.mkdir(comp, mode, dir_fd=fd)
+                except FileExistsError:
+                    pass  # made meanwhile: the open below checks what it is
+                nfd = os.open(comp, flags, dir_fd=fd)
+            except NotADirectoryError:
+                if stat.S_ISLNK(os.stat(comp, dir_fd=fd, follow_symlinks=False).st_mode):
+                    raise OSError(errno.ELOOP, "symlink appeared during resolution",
+                                  host) from None
+                raise
+            os.close(fd)
+            fd = nfd
+        if comps and stat.S_ISLNK(os.fstat(fd).st_mode):
+            raise OSError(errno.ELOOP, "symlink appeared during resolution", host)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+_WALK = os.O_PATH | os.O_NOFOLLOW | os.O_DIRECTORY | os.O_CLOEXEC
+_LAST = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
 def mkdir_all_in_root(root: str, path: str, mode: int = 0o755) -> str:
     """Create container directory ``path`` (and parents) under ``root``; return the host path.
 
-    Every existing component is checked as it is walked, and each created one
-    is made with mkdir(2) (which never follows a final symlink), so nothing is
-    created outside ``root`` even if the image holds hostile links.
+    Resolved with :func:`resolve_in_root`, then created by :func:`open_in_root`
+    (mkdirat from the parent's fd, never through a symlink), so nothing is
+    created outside ``root`` even if the image holds hostile links or they
+    are swapped in meanwhile.
     """
     host = resolve_in_root(root, path)
-    rootp = abspath(root).rstrip("/") or "/"
-    rel = host[len(rootp):] if host != rootp else ""
-    cur = rootp if rootp != "/" else ""
-    for comp in _split(rel):
-        cur = cur + "/" + comp
-        try:
-            os.mkdir(cur, mode)
-            continue
-        except FileExistsError:
-            pass
-        # Existing: after resolution it must be a real directory, not a link
-        # that appeared meanwhile or a file.
-        st = os.lstat(cur)
-        if stat.S_ISLNK(st.st_mode):
-            raise OSError(errno.ELOOP, "symlink appeared during resolution", cur)
-        if not stat.S_ISDIR(st.st_mode):
-            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), cur)
+    fd = open_in_root(root, host, create_dirs=True, mode=mode)
+    try:
+        if not stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), host)
+    finally:
+        os.close(fd)
     return host

@@ -61,6 +61,41 @@ def _stat_fields(pid: int, proc: str) -> list[bytes] | None:
     return data[end + 1:].split()
 
 
+def wipe_args_and_env(title: bytes, *, proc: str = "/proc") -> bool:
+    """Overwrite this process's original argv and environment strings (what
+    /proc/<pid>/cmdline and /proc/<pid>/environ show) with ``title`` and zeros.
+
+    The runtime's children enter the container as forks of the runtime, so
+    those pages still hold the caller's command line (host paths) and
+    environment (whatever secrets its caller had).  cmdline is readable by
+    any process that sees the pid, environ by one with CAP_SYS_ADMIN or
+    CAP_PERFMON even when we are non-dumpable; runc's ``runc init`` starts
+    with a clean environment for the same reason.  Python keeps its own
+    copies (sys.argv, os.environ): nothing here reads these strings again.
+    Returns False where /proc/self/mem cannot be written (nothing changed).
+    """
+    fields = _stat_fields("self", proc)  # type: ignore[arg-type]
+    if fields is None or len(fields) < 49:
+        return False
+    # stat(5) fields 48-51: arg_start, arg_end, env_start, env_end (index 45..48 from field 3)
+    arg_start, arg_end, env_start, env_end = (int(f) for f in fields[45:49])
+    try:
+        fd = os.open(f"{proc}/self/mem", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        if env_end > env_start:
+            os.pwrite(fd, bytes(env_end - env_start), env_start)
+        if arg_end > arg_start:
+            head = title[:max(arg_end - arg_start - 1, 0)]
+            os.pwrite(fd, head + bytes(arg_end - arg_start - len(head)), arg_start)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
+
+
 def pid_state(pid: int, *, proc: str = "/proc") -> str | None:
     """One-letter state of ``pid`` (R, S, D, Z, T, ...) or None if it is gone."""
     fields = _stat_fields(pid, proc)

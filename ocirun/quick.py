@@ -200,6 +200,8 @@ def main(argv: list[str]) -> int | None:
         fmt = opts.get("log-format", "text")
         if verb is None or fmt not in ("text", "json") or posix.environ.get(b"OCIRUN_TRACE"):
             return None
+        if not opts.get("root") and posix.geteuid() != 0:
+            return None  # the rootless default root ($XDG_RUNTIME_DIR): commands.default_root
         try:
             log.configure(opts.get("log"), fmt, False)
         except OSError:

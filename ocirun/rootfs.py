@@ -12,7 +12,11 @@ sources relative to the bundle), config-linux.md ``#rootfs-mount-propagation``,
   masked paths, then the read-only root.
 
 Container paths are resolved with :mod:`ocirun.pathres` so a hostile image
-cannot redirect a mount outside the rootfs.
+cannot redirect a mount outside the rootfs, and every call that mounts on or
+creates in such a path goes through an fd opened without following symlinks
+(:class:`Pinned`, ``/proc/self/fd/N``): a directory swapped for a symlink by
+another container sharing it, between the resolution and the call, cannot
+redirect it either (CVE-2021-30465).
 """
 
 from __future__ import annotations
@@ -23,13 +27,14 @@ import posix as os  # os's calls without its Python layer: the init stays lean (
 from ocirun.devices import create_devices
 from ocirun.errors import ConfigError, SyscallError, oserror_text
 from ocirun.mount_options import PROPAGATION_OPTIONS, MountOptions
-from ocirun.pathres import mkdir_all_in_root, resolve_in_root
-from ocirun.posixpaths import dirname, exists, lexists
+from ocirun.pathres import mkdir_all_in_root, open_in_root, resolve_in_root
+from ocirun.posixpaths import dirname, exists, isdir, lexists
 from ocirun.syscalls.api import (
     AT_FDCWD,
     AT_RECURSIVE,
     MNT_DETACH,
     MOVE_MOUNT_F_EMPTY_PATH,
+    MOVE_MOUNT_T_SYMLINKS,
     MS_BIND,
     MS_MOVE,
     MS_NOATIME,
@@ -81,7 +86,7 @@ def _fail(what: str, e: OSError, stage: str) -> SyscallError:
     return SyscallError(f"{what}: {oserror_text(e)}", errno=e.errno, stage=stage)
 
 
-def mount_flags_of(path: str) -> int:
+def mount_flags_of(path: str | int) -> int:
     """MS_* flags of the mount holding ``path`` (statvfs), to keep on a remount.
 
     A bind remount replaces every per-mount flag, and inside a user namespace
@@ -102,6 +107,25 @@ def _in_root(rootfs: str, path: str, what: str, stage: str) -> str:
         return resolve_in_root(rootfs, path)
     except OSError as e:
         raise _fail(what, e, stage) from e
+
+
+class Pinned:
+    """``with Pinned(rootfs, host) as target:`` -- ``target`` is
+    ``/proc/self/fd/N`` of an O_PATH fd on ``host`` (below ``rootfs``) opened
+    without following any symlink (pathres.open_in_root).  A mount onto it,
+    or a name created through it, is exactly there whatever is renamed
+    meanwhile.  Pin again after a mount: the fd names the place beneath it."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, rootfs: str, host: str, create_dirs: bool = False) -> None:
+        self.fd = open_in_root(rootfs, host, create_dirs=create_dirs)
+
+    def __enter__(self) -> str:
+        return f"/proc/self/fd/{self.fd}"
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)
 
 
 def _parent_in_root(rootfs: str, path: str) -> str:
@@ -132,7 +156,8 @@ def prepare_rootfs(plan: ContainerPlan, sys: Syscalls, *, mount_fds: dict[int, i
     try:
         sys.mount(rootfs, rootfs, "bind", MS_BIND | MS_REC, None)
     except OSError as e:
-        raise _fail(f"bind mount rootfs `{rootfs}` onto itself", e, "rootfs") from e
+        hint = reach_hint(plan.uid_map) if in_userns and e.errno == errno.EACCES else ""
+        raise _fail(f"bind mount rootfs `{rootfs}` onto itself{hint}", e, "rootfs") from e
     own_cgroupns = plan.ns.has("cgroup")
     for m in plan.mounts:
         if before_cgroup is not None and m.shows_cgroups:
@@ -151,6 +176,18 @@ def prepare_rootfs(plan: ContainerPlan, sys: Syscalls, *, mount_fds: dict[int, i
         _dev_symlinks(rootfs)
     except OSError as e:
         raise _fail(f"create /dev symlinks in `{rootfs}`", e, "dev_symlinks") from e
+
+
+def reach_hint(uid_map: bytes) -> str:
+    """Why a path is out of reach in a user namespace: the container's root
+    is a host uid of the map (runc's rule: the rootfs must be reachable by it)."""
+    who = "the container's root"
+    for line in uid_map.decode().splitlines():
+        parts = line.split()
+        if len(parts) == 3 and int(parts[0]) <= 0 < int(parts[0]) + int(parts[2]):
+            who += f" (host uid {int(parts[1]) - int(parts[0])})"
+    return (f" ({who} must be able to reach it: every directory above it must be searchable "
+            "by that uid)")
 
 
 def _root_propagation(value: str | None, rootfs: str, sys: Syscalls) -> None:
@@ -193,7 +230,7 @@ def _mount_entry(m: MountPlan, rootfs: str, sys: Syscalls, in_userns: bool,
 
     if m.kind == "bind":
         _bind(sys, m.source, rootfs, dest, host, opts.flags, m.recursive, where, in_userns,
-              source_fd)
+              source_fd, prefer_path=m.idmap is None)
     elif m.kind == "cgroup":
         _mkdir_dest(rootfs, dest, host, where)
         _mount_cgroup(sys, rootfs, dest, host, opts, where, in_userns, own_cgroupns)
@@ -201,16 +238,18 @@ def _mount_entry(m: MountPlan, rootfs: str, sys: Syscalls, in_userns: bool,
         _bind(sys, m.source, rootfs, dest, host, opts.flags, True, where, in_userns)
     else:
         _mkdir_dest(rootfs, dest, host, where)
-        _mount_fs(sys, m.source, dest, host, m.fstype, opts, where, in_userns)
+        _mount_fs(sys, m.source, rootfs, dest, host, m.fstype, opts, where, in_userns)
 
     for prop in opts.propagation:
         try:
-            sys.mount(None, host, None, prop, None)
+            with Pinned(rootfs, host) as target:
+                sys.mount(None, target, None, prop, None)
         except OSError as e:
             raise _fail(f"set propagation of {where}", e, "mounts") from e
     if opts.attr_set or opts.attr_clr:
         try:
-            sys.mount_setattr(AT_FDCWD, host, AT_RECURSIVE, opts.attr_set, opts.attr_clr)
+            with Pinned(rootfs, host) as target:
+                sys.mount_setattr(AT_FDCWD, target, AT_RECURSIVE, opts.attr_set, opts.attr_clr)
         except OSError as e:
             hint = " (recursive options need Linux >= 5.12)" if e.errno == errno.ENOSYS else ""
             raise _fail(f"mount_setattr on {where}{hint}", e, "mounts") from e
@@ -240,8 +279,18 @@ def _mkdir_dest(rootfs: str, dest: str, host: str, where: str) -> None:
 
 
 def _bind(sys: Syscalls, source: str, rootfs: str, dest: str, host: str, flags: int,
-          rec: bool, where: str, in_userns: bool, source_fd: int = -1) -> None:
-    """Bind ``source`` (or the detached tree ``source_fd``) onto ``host``."""
+          rec: bool, where: str, in_userns: bool, source_fd: int = -1,
+          prefer_path: bool = False) -> None:
+    """Bind ``source`` (or the detached tree ``source_fd``) onto ``host``.
+
+    ``prefer_path``: bind the path when this process reaches it, the tree
+    only when it does not.  In a user namespace a bind made here is a copy
+    of a mount the kernel locked when the mount namespace was made: the
+    container can never clear the host's ro, nosuid, nodev, noexec on it.
+    The runtime's clone carries no such lock (it was made outside), so it
+    serves only sources the container's root cannot reach (runc's rule
+    would refuse those), with the host's flags kept by hand.
+    """
     import stat as _stat
     try:
         # fstat the cloned tree when there is one: the source itself may be
@@ -253,51 +302,80 @@ def _bind(sys: Syscalls, source: str, rootfs: str, dest: str, host: str, flags: 
                 mkdir_all_in_root(rootfs, dest)
             else:
                 # A file is bound onto a file: create an empty one to cover.
-                parent = dest.rpartition("/")[0] or "/"
-                mkdir_all_in_root(rootfs, parent)
-                os.close(os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                                 | os.O_CLOEXEC, 0o644))
+                _create_file(rootfs, host)
     except OSError as e:
         raise _fail(f"prepare bind mount of `{source}` on {where}", e, "mounts") from e
+    used_fd = False
     try:
-        if source_fd >= 0:
-            sys.move_mount(source_fd, "", AT_FDCWD, host, MOVE_MOUNT_F_EMPTY_PATH)
+        if source_fd >= 0 and prefer_path:
+            try:
+                with Pinned(rootfs, host) as target:
+                    sys.mount(source, target, "bind", MS_BIND | (MS_REC if rec else 0), None)
+            except OSError as e:
+                # EACCES/EPERM: out of reach; EINVAL: a plain (non-recursive)
+                # bind would uncover what a locked mount below hides
+                if e.errno not in (errno.EACCES, errno.EPERM, errno.EINVAL):
+                    raise
+                used_fd = True
         else:
-            sys.mount(source, host, "bind", MS_BIND | (MS_REC if rec else 0), None)
+            used_fd = source_fd >= 0
+        if used_fd:
+            with Pinned(rootfs, host) as target:
+                sys.move_mount(source_fd, "", AT_FDCWD, target,
+                               MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS)
+        elif source_fd < 0:
+            with Pinned(rootfs, host) as target:
+                sys.mount(source, target, "bind", MS_BIND | (MS_REC if rec else 0), None)
     except OSError as e:
         raise _fail(f"mount `{source}` on {where}", e, "mounts") from e
     extra = flags & ~(MS_BIND | MS_REC | MS_REMOUNT)
     if extra:
+        if used_fd and in_userns:
+            # The runtime cloned the source outside the user namespace, so
+            # the kernel locked none of its flags; keep them as it would
+            # have (a bind of a nosuid,nodev host mount stays so).
+            try:
+                locked = mount_flags_of(source_fd)
+            except OSError as e:
+                raise _fail(f"read the mount flags of `{source}` for {where}", e,
+                            "mounts") from e
+            extra |= locked & ~_ATIME_FLAGS if flags & _ATIME_FLAGS else locked
         # MS_BIND ignores every other flag: ro, nosuid... need a remount.
-        _remount_bind(sys, host, extra, where, in_userns)
+        _remount_bind(sys, rootfs, host, extra, where, in_userns)
 
 
-def _remount_bind(sys: Syscalls, host: str, flags: int, where: str, in_userns: bool) -> None:
+def _remount_bind(sys: Syscalls, rootfs: str, host: str, flags: int, where: str,
+                  in_userns: bool) -> None:
     want = MS_BIND | MS_REMOUNT | flags
     try:
-        sys.mount(None, host, None, want, None)
-        return
+        pin = Pinned(rootfs, host)  # the mount just made on host
     except OSError as e:
-        if e.errno != errno.EPERM or not in_userns:
-            raise _fail(f"remount {where} with flags {flags:#x}", e, "mounts") from e
-        first = e
-    # In a user namespace the flags the host set on the source are locked;
-    # retry keeping them (an atime choice of the config still wins).
-    try:
-        locked = mount_flags_of(host)
-    except OSError:
-        raise _fail(f"remount {where} with flags {flags:#x}", first, "mounts") from first
-    if flags & _ATIME_FLAGS:
-        locked &= ~_ATIME_FLAGS
-    if want | locked == want:
-        raise _fail(f"remount {where} with flags {flags:#x}", first, "mounts") from first
-    try:
-        sys.mount(None, host, None, want | locked, None)
-    except OSError as e:
-        raise _fail(f"remount {where} with flags {flags | locked:#x}", e, "mounts") from e
+        raise _fail(f"remount {where} with flags {flags:#x}", e, "mounts") from e
+    with pin as target:
+        try:
+            sys.mount(None, target, None, want, None)
+            return
+        except OSError as e:
+            if e.errno != errno.EPERM or not in_userns:
+                raise _fail(f"remount {where} with flags {flags:#x}", e, "mounts") from e
+            first = e
+        # In a user namespace the flags the host set on the source are locked;
+        # retry keeping them (an atime choice of the config still wins).
+        try:
+            locked = mount_flags_of(target)
+        except OSError:
+            raise _fail(f"remount {where} with flags {flags:#x}", first, "mounts") from first
+        if flags & _ATIME_FLAGS:
+            locked &= ~_ATIME_FLAGS
+        if want | locked == want:
+            raise _fail(f"remount {where} with flags {flags:#x}", first, "mounts") from first
+        try:
+            sys.mount(None, target, None, want | locked, None)
+        except OSError as e:
+            raise _fail(f"remount {where} with flags {flags | locked:#x}", e, "mounts") from e
 
 
-def _mount_fs(sys: Syscalls, source: str, dest: str, host: str, fstype: str,
+def _mount_fs(sys: Syscalls, source: str, rootfs: str, dest: str, host: str, fstype: str,
               opts: MountOptions, where: str, in_userns: bool) -> None:
     flags = opts.flags
     data = opts.data or None
@@ -311,22 +389,29 @@ def _mount_fs(sys: Syscalls, source: str, dest: str, host: str, fstype: str,
     try:
         if copyup:
             # Keep a handle on the directory about to be covered, to copy from.
-            old_fd = os.open(host, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            old_fd = open_in_root(rootfs, host)
         try:
-            sys.mount(source, host, fstype, flags, data)
+            with Pinned(rootfs, host) as target:
+                sys.mount(source, target, fstype, flags, data)
         except OSError as e:
             if not (fstype == "mqueue" and in_userns and e.errno == errno.EPERM):
                 raise _fail(f"mount `{fstype}` on {where}", e, "mounts") from e
             # mqueue belongs to the IPC namespace's owner: show the host's.
-            _bind(sys, "/dev/mqueue", "/", dest, host, flags, False, where, in_userns)
+            if not isdir("/dev/mqueue"):
+                raise _fail(f"mount `mqueue` on {where} (a user namespace may mount mqueue "
+                            "only for an ipc namespace of its own: add an ipc namespace; the "
+                            "host has no /dev/mqueue to bind instead)", e, "mounts") from e
+            _bind(sys, "/dev/mqueue", rootfs, dest, host, flags, False, where, in_userns)
         if copyup:
             try:
-                _copy_up(old_fd, host)
+                with Pinned(rootfs, host) as target:  # the new tmpfs
+                    _copy_up(old_fd, target)
             except OSError as e:
                 raise _fail(f"tmpcopyup into {where}", e, "mounts") from e
             if late_ro:
                 try:
-                    sys.mount(None, host, None, MS_REMOUNT | opts.flags, data)
+                    with Pinned(rootfs, host) as target:
+                        sys.mount(None, target, None, MS_REMOUNT | opts.flags, data)
                 except OSError as e:
                     raise _fail(f"remount {where} read-only", e, "mounts") from e
     except OSError as e:
@@ -416,43 +501,49 @@ def _mount_cgroup(sys: Syscalls, rootfs: str, dest: str, host: str, opts: MountO
         raise SyscallError(f"mount cgroup on {where}: no cgroup filesystem mounted under "
                            f"`{CGROUP_ROOT}` on the host", errno=errno.ENODEV, stage="mounts")
     if len(hier) == 1 and hier[0][0] == "":  # cgroup2 only
-        _mount_one_cgroup(sys, hier[0], host, dest, flags, where, in_userns, not own_cgroupns)
+        _mount_one_cgroup(sys, hier[0], rootfs, host, dest, flags, where, in_userns,
+                          not own_cgroupns)
         return
     try:
-        sys.mount("tmpfs", host, "tmpfs", flags & ~MS_RDONLY, "mode=755")
+        with Pinned(rootfs, host) as target:
+            sys.mount("tmpfs", target, "tmpfs", flags & ~MS_RDONLY, "mode=755")
     except OSError as e:
         raise _fail(f"mount `tmpfs` on {where}", e, "mounts") from e
     for h in hier:
         sub = dest.rstrip("/") + "/" + h[0]
         try:
-            sub_host = mkdir_all_in_root(rootfs, sub)
+            sub_host = resolve_in_root(rootfs, sub)  # made by the pin of the mount
         except OSError as e:
             raise _fail(f"create cgroup mount point `{sub}`", e, "mounts") from e
-        _mount_one_cgroup(sys, h, sub_host, sub, flags, where, in_userns, not own_cgroupns)
+        _mount_one_cgroup(sys, h, rootfs, sub_host, sub, flags, where, in_userns,
+                          not own_cgroupns)
     try:
         # e.g. cpu -> cpu,cpuacct on hosts that co-mount controllers.
-        with os.scandir(CGROUP_ROOT) as it:
+        with os.scandir(CGROUP_ROOT) as it, Pinned(rootfs, host) as target:
             for ent in it:
                 if ent.is_symlink():
                     try:
-                        os.symlink(os.readlink(ent.path), host + "/" + ent.name)
+                        os.symlink(os.readlink(ent.path), target + "/" + ent.name)
                     except FileExistsError:
                         pass
     except OSError as e:
         raise _fail(f"copy cgroup symlinks into {where}", e, "mounts") from e
     if flags & MS_RDONLY:
         try:
-            sys.mount(None, host, None, MS_REMOUNT | flags, None)
+            with Pinned(rootfs, host) as target:
+                sys.mount(None, target, None, MS_REMOUNT | flags, None)
         except OSError as e:
             raise _fail(f"remount {where} read-only", e, "mounts") from e
 
 
-def _mount_one_cgroup(sys: Syscalls, h: tuple[str, str, str | None], host: str, label: str,
-                      flags: int, where: str, in_userns: bool, bind_own: bool = False) -> None:
+def _mount_one_cgroup(sys: Syscalls, h: tuple[str, str, str | None], rootfs: str, host: str,
+                      label: str, flags: int, where: str, in_userns: bool,
+                      bind_own: bool = False) -> None:
     _, fstype, data = h
     if not bind_own:
         try:
-            sys.mount("cgroup", host, fstype, flags, data)
+            with Pinned(rootfs, host, create_dirs=True) as target:
+                sys.mount("cgroup", target, fstype, flags, data)
             return
         except OSError as e:
             if e.errno not in (errno.EPERM, errno.EBUSY):
@@ -465,11 +556,12 @@ def _mount_one_cgroup(sys: Syscalls, h: tuple[str, str, str | None], host: str, 
         raise _fail(f"read `{PROC_SELF_CGROUP}` for `{label}` ({where})", e, "mounts") from e
     source = (CGROUP_ROOT.rstrip("/") + "/" + h[0]).rstrip("/") + path.rstrip("/")
     try:
-        sys.mount(source, host, "bind", MS_BIND | MS_REC, None)
+        with Pinned(rootfs, host, create_dirs=True) as target:
+            sys.mount(source, target, "bind", MS_BIND | MS_REC, None)
     except OSError as e:
         raise _fail(f"mount `{source}` on `{label}` ({where})", e, "mounts") from e
     if flags:
-        _remount_bind(sys, host, flags, where, in_userns)
+        _remount_bind(sys, rootfs, host, flags, where, in_userns)
 
 
 # --------------------------------------------------------------------------
@@ -478,23 +570,39 @@ def _mount_one_cgroup(sys: Syscalls, h: tuple[str, str, str | None], host: str, 
 
 def _ptmx_symlink(rootfs: str) -> None:
     # A private devpts instance only works through its own ptmx.
-    ptmx = _parent_in_root(rootfs, "/dev/ptmx")
-    try:
-        os.unlink(ptmx)
-    except FileNotFoundError:
-        pass
-    os.symlink("pts/ptmx", ptmx)
+    parent, name = _parent_in_root(rootfs, "/dev/ptmx").rsplit("/", 1)
+    with Pinned(rootfs, parent) as d:
+        try:
+            os.unlink(f"{d}/{name}")
+        except FileNotFoundError:
+            pass
+        os.symlink("pts/ptmx", f"{d}/{name}")
 
 
 def _dev_symlinks(rootfs: str) -> None:
     links = list(DEV_SYMLINKS)
     if exists("/proc/kcore"):
         links.append(("/dev/core", "/proc/kcore"))
+    by_parent: dict[str, list[tuple[str, str]]] = {}
     for link, target in links:
-        try:
-            os.symlink(target, _parent_in_root(rootfs, link))
-        except FileExistsError:
-            pass  # the image or a mount already provides it
+        parent, name = _parent_in_root(rootfs, link).rsplit("/", 1)
+        by_parent.setdefault(parent, []).append((name, target))
+    for parent, entries in by_parent.items():
+        with Pinned(rootfs, parent) as d:
+            for name, target in entries:
+                try:
+                    os.symlink(target, f"{d}/{name}")
+                except FileExistsError:
+                    pass  # the image or a mount already provides it
+
+
+def _create_file(rootfs: str, host: str) -> None:
+    """An empty file at ``host`` (below ``rootfs``), to bind a file onto;
+    created in its parent's pinned fd, so never outside the rootfs."""
+    parent, name = host.rsplit("/", 1)
+    with Pinned(rootfs, parent, create_dirs=True) as d:
+        os.close(os.open(f"{d}/{name}", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o644))
 
 
 # --------------------------------------------------------------------------

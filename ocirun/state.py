@@ -199,14 +199,16 @@ class StateStore:
         try:
             makedirs(self.root, mode=0o700, exist_ok=True)
         except OSError as e:
-            raise OciRunError(f"create state root `{self.root}`: {e.strerror}", errno=e.errno) from e
+            raise OciRunError(f"create state root `{self.root}`: {e.strerror}{_hint(e)}",
+                              errno=e.errno) from e
         path = self.dir_of(cid)
         try:
             os.mkdir(path, 0o711)
         except FileExistsError:
             raise ExistsError(f"container with given ID already exists: {cid}") from None
         except OSError as e:
-            raise OciRunError(f"create state dir `{path}`: {e.strerror}", errno=e.errno) from e
+            raise OciRunError(f"create state dir `{path}`: {e.strerror}{_hint(e)}",
+                              errno=e.errno) from e
         os.chmod(path, 0o711)  # mkdir's mode is filtered by the umask
         return path, self._lock_path(path)
 
@@ -260,6 +262,13 @@ class StateStore:
         except FileNotFoundError:
             return []
         return sorted(n for n in names if isdir(join(self.root, n)))
+
+
+def _hint(e: OSError) -> str:
+    if e.errno in (1, 13) and os.geteuid() != 0:  # EPERM, EACCES: rootless
+        return (f" (running as uid {os.geteuid()}: pass --root DIR, or set XDG_RUNTIME_DIR "
+                "for the default $XDG_RUNTIME_DIR/ocirun)")
+    return ""
 
 
 def remove_tree(path: str) -> None:

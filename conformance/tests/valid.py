@@ -81,15 +81,6 @@ def t_mount_maps(ctx):
     ctx.expect_create_error(bad, "a mount with uidMappings only", control=None)
 
 
-@conformance_test("mount-idmap-without-mappings", "config.md#linux-mount-options", "MUST",
-                  "idmap with neither mount mappings nor a user namespace is refused")
-def t_idmap_nomap(ctx):
-    def bad(cfg):
-        cfg["mounts"].append({"destination": "/mnt/m", "type": "none", "source": ctx.rootfs_cache,
-                              "options": ["bind", "ro", "idmap"]})
-    ctx.expect_create_error(bad, "an idmap bind mount with no mappings and no user namespace", control=None)
-
-
 # REQUIRED fields (config.md, config-linux.md): one config per missing field.
 _SLEEP = ["/bin/sleep", "30"]
 _REQUIRED = {
@@ -181,16 +172,6 @@ def t_unified_bad(ctx):
                             "unified key nosuchcontroller.max", control=None)
 
 
-@conformance_test("intelrdt-without-resctrl", "config-linux.md#intelrdt", "MUST",
-                  "intelRdt without a resctrl filesystem mounted is refused")
-def t_rdt(ctx):
-    with open("/proc/self/mountinfo") as f:
-        if any(" - resctrl " in ln for ln in f):
-            raise Skip("this host has resctrl mounted; the test needs a host without it")
-    ctx.expect_create_error(_set("linux.intelRdt", {"closID": "conformance", "l3CacheSchema": "L3:0=f"}),
-                            "intelRdt without resctrl", control=None)
-
-
 def _seccomp(**kw):
     sc = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["getpriority"], "action": "SCMP_ACT_ERRNO"}]}
     sc.update(kw)
@@ -213,10 +194,3 @@ def t_empty_names(ctx):
         raise Skip(f"no seccomp check for {os.uname().machine}")
     ctx.expect_create_error(_seccomp(syscalls=[{"names": [], "action": "SCMP_ACT_ERRNO"}]), "a rule with no names",
                             control=_seccomp(), control_what="a rule naming getpriority")
-
-
-@conformance_test("net-device-missing", "config-linux.md#network-devices", "MUST",
-                  "netDevices naming a link the runtime's network namespace does not have is an error")
-def t_netdev_missing(ctx):
-    ctx.expect_create_error(_set("linux.netDevices", {"confnolink0": {}}), "netDevices entry confnolink0 (no such link)",
-                            control=None)

@@ -94,8 +94,10 @@ class Router:
 
 def apply_resources(hierarchies: list[Hierarchy], resources: dict[str, object] | None, *,
                     sys: Syscalls | None = None, prefix: str = "linux.resources",
-                    update: bool = False, warn: Callable[[str], None] | None = None) -> None:
-    """Write every resource; raise on the first that cannot be applied."""
+                    update: bool = False, warn: Callable[[str], None] | None = None,
+                    devices: bool = True) -> None:
+    """Write every resource; raise on the first that cannot be applied.
+    ``devices=False``: no device rules (rootless: ocirun/rootless.py)."""
     res = mapping(resources, prefix)
     r = Router(hierarchies, warn or (lambda _m: None))
 
@@ -109,7 +111,7 @@ def apply_resources(hierarchies: list[Hierarchy], resources: dict[str, object] |
     if wants(cpuset_part, group="cpu"):
         d = r.dir_for("cpuset", "cpuset", field)
         (res_v1.cpuset if d.version == 1 else res_v2.cpuset)(cpuset_part, d, field)
-    if not update:
+    if not update and devices:
         _devices(r, res.get("devices"), f"{prefix}.devices", sys)
     memory = part("memory")
     if wants(memory, group="memory"):

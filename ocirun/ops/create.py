@@ -37,14 +37,17 @@ class CreateOptions:
         "nursery",
         "pid_file",
         "preserve_fds",
+        "rootless",
     )
 
     def __init__(self, bundle: str = ".", pid_file: str | None = None,
                  console_socket: str | None = None, no_pivot: bool = False,
                  no_new_keyring: bool = False, preserve_fds: int = 0,
                  cgroup_root: str = "/sys/fs/cgroup", console_master: Any = None,
-                 nursery: Nursery | None = None) -> None:
+                 rootless: bool = False, nursery: Nursery | None = None) -> None:
         self.bundle = bundle
+        # --rootless: only delegated cgroups, no device rules (ocirun/rootless.py)
+        self.rootless = rootless
         # run in the foreground with a terminal: a console.MasterHolder that
         # keeps the pty master for the runtime's own TtyProxy
         self.console_master = console_master
@@ -107,6 +110,11 @@ def open_handles(plan: ContainerPlan, sys: Syscalls) -> Handles:
             try:
                 h.mount_fds[m.index] = sys.open_tree(AT_FDCWD, m.source, flags)
             except OSError as e:
+                if e.errno == 1 and m.idmap is None:
+                    # EPERM: an unprivileged runtime (rootless) may not clone
+                    # mounts; its mapped root reaches what it reaches itself,
+                    # and the init binds the path
+                    continue
                 raise ConfigError(f"config.json: $.mounts[{m.index}].source: cannot clone "
                                   f"`{m.source}` for {m.where}: {e.strerror}",
                                   errno=e.errno) from e
@@ -145,6 +153,9 @@ def _create(store: StateStore, cid: str, opts: CreateOptions,
     pid_file = os.path.abspath(opts.pid_file) if opts.pid_file else None
     t = steps.begin()
     spec, raw = load_and_check(bundle)
+    if os.geteuid() != 0:
+        from ocirun.rootless import check_config
+        check_config(spec)
     steps.end("C1", "load and validate config.json", t)
     t = steps.begin()
     plan = make_plan(cid, spec, bundle, opts, store.root)
@@ -175,7 +186,7 @@ def _create(store: StateStore, cid: str, opts: CreateOptions,
             handles.fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
             steps.end("C3", "state dir, exec FIFO, namespace and mount fds", t)
             t = steps.begin()
-            mgr = _cgroup(cid, spec, opts.cgroup_root)
+            mgr = _cgroup(cid, spec, opts.cgroup_root, opts.rootless)
             if mgr is not None:
                 mgr.create()
                 rb.push(mgr.destroy)
@@ -319,7 +330,10 @@ def _close(fd: int) -> None:
         pass
 
 
-def _cgroup(cid: str, spec: dict, root: str):  # type: ignore[no-untyped-def,type-arg]
+def _cgroup(cid: str, spec: dict, root: str, rootless: bool = False):  # type: ignore[no-untyped-def,type-arg]
+    if rootless:
+        from ocirun.rootless import cgroup_manager
+        return cgroup_manager(cid, spec, root)
     from ocirun.cgroups import open_manager
     return open_manager((spec.get("linux") or {}).get("cgroupsPath"), cid, root=root)
 

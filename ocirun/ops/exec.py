@@ -192,6 +192,12 @@ def exec_process(store: StateStore, cid: str, proc: dict[str, Any], opts: ExecOp
         try:
             fds = open_container_namespaces(st.pid)
         except OSError as e:
+            if e.errno == 13 and os.geteuid() != 0 and st.alive():  # EACCES, rootless
+                # its pid 1 is still the runtime, non-dumpable: /proc/<pid>/ns
+                # belongs to root (SECURITY.md "Known limits")
+                raise StateError(f"container {cid} has not been started: running as uid "
+                                 f"{os.geteuid()}, exec can join it only after `start` "
+                                 f"({e.strerror})") from e
             raise StateError(f"container {cid} is not running: its namespaces are gone "
                              f"({e.strerror})") from e
         rb.push(lambda: _close_all(fds))

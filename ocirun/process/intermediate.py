@@ -4,7 +4,10 @@ The same for a new container's init and for a process joining a running
 container (``exec``): only what it enters differs.  Steps are numbered as
 in specs/sync-protocol.md:
   I1 become non-dumpable (nothing of the runtime can be ptraced or read
-     through /proc once it shares namespaces with the container); set the
+     through /proc once it shares namespaces with the container), and wipe
+     the caller's command line and environment from our memory (cmdline is
+     readable by anyone who sees the pid, environ by CAP_SYS_ADMIN or
+     CAP_PERFMON even then); set the
      CPU affinity: an exec's execCPUAffinity.initial, else every CPU, so
      the container does not inherit the CPUs its caller was pinned to
      (runc 1.2 does the same; the cgroup's cpuset narrows it on attach);
@@ -64,6 +67,8 @@ def run_intermediate(entry: Entry, chan: Channel, sys: api.Syscalls,
     steps.in_child("intermediate", debug_sink(chan))
     t = steps.begin()
     sys.prctl(api.PR_SET_DUMPABLE, 0)                                   # I1
+    from ocirun.procfs import wipe_args_and_env
+    wipe_args_and_env(b"ocirun init")  # the caller's argv and environment stay outside
     from ocirun.sched import all_cpus, set_affinity
     set_affinity(entry.cpus or all_cpus(), "process.execCPUAffinity.initial" if entry.cpus
                  else "reset the CPU affinity", sys)
@@ -75,9 +80,17 @@ def run_intermediate(entry: Entry, chan: Channel, sys: api.Syscalls,
     t = steps.begin()
     ns = entry.ns
     if ns is not None and ns.new_user:                                   # I3
+        # An unprivileged runtime (rootless) writes the maps, or has
+        # newuidmap write them, only into /proc/<pid>/ of a dumpable process
+        # (a non-dumpable one's belongs to root); non-dumpable again after.
+        rootless = os.geteuid() != 0
         _unshare(sys, api.CLONE_NEWUSER, "user")
+        if rootless:
+            sys.prctl(api.PR_SET_DUMPABLE, 1)
         chan.send("userns_map_request")
         chan.expect("userns_mapped")
+        if rootless:
+            sys.prctl(api.PR_SET_DUMPABLE, 0)
         try:
             os.setresgid(0, 0, 0)
             os.setresuid(0, 0, 0)

@@ -165,8 +165,12 @@ def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
     try:
         msg = chan.expect("userns_map_request", "init_pid")
         if msg["type"] == "userns_map_request":
-            from ocirun.user import write_id_map_text
-            write_id_map_text(inter, spec.uid_map, spec.gid_map, deny_setgroups=False)
+            if os.geteuid() == 0:
+                from ocirun.user import write_id_map_text
+                write_id_map_text(inter, spec.uid_map, spec.gid_map, deny_setgroups=False)
+            else:  # rootless: the user's own id, or newuidmap/newgidmap
+                from ocirun.rootless import write_maps
+                write_maps(inter, spec.uid_map, spec.gid_map)
             chan.send("userns_mapped")
             msg = chan.expect("init_pid")
         pid = int(msg["pid"])  # type: ignore[call-overload]

@@ -68,6 +68,7 @@ MOUNT_ATTR_NOSYMFOLLOW = 0x200000
 OPEN_TREE_CLONE = 0x1
 OPEN_TREE_CLOEXEC = 0o2000000  # O_CLOEXEC
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOVE_MOUNT_T_SYMLINKS = 0x10  # follow symlinks (here: /proc/self/fd/N) in to_path
 
 # clone(2)/unshare(2)/setns(2) namespace flags
 CLONE_NEWTIME = 0x80

@@ -24,6 +24,16 @@ _PATH_ARG = {"mount": 1, "umount2": 0, "pivot_root": 0, "mknod": 0, "chroot": 0,
              "mount_setattr": 1, "open_tree": 1, "move_mount": 3}
 
 
+def _unpin(arg: object) -> object:
+    if isinstance(arg, str) and arg.startswith("/proc/self/fd/"):
+        num, _, rest = arg[len("/proc/self/fd/"):].partition("/")
+        try:
+            return os.readlink(f"/proc/self/fd/{num}") + ("/" + rest if rest else "")
+        except (OSError, ValueError):
+            return arg
+    return arg
+
+
 class RecordingSyscalls:
     """Records every call; fails on demand; otherwise succeeds doing nothing.
 
@@ -53,6 +63,9 @@ class RecordingSyscalls:
         self.seccomp_result = 0  # what seccomp_set_filter returns (a listener fd)
 
     def _record(self, name: str, *args: object) -> None:
+        # A path through a pinned fd (rootfs.Pinned: /proc/self/fd/N[/name])
+        # is recorded as the path it names, so tests read where a call acted.
+        args = tuple(_unpin(a) for a in args)
         self.calls.append((name, *args))
         rule = self.fail
         if rule is None:

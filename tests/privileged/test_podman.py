@@ -131,8 +131,17 @@ def pm(session_token: str, runtime_cmd: list[str]) -> Iterator[Podman]:
     finally:
         left = p("ps", "-aq").stdout.split()
         p("rm", "-af", "-t", "0")
-        states = [d for d in os.listdir(p.state_root)
-                  if not d.startswith("seccomp@")] if os.path.isdir(p.state_root) else []
+
+        def states_left() -> list[str]:
+            return [d for d in os.listdir(p.state_root)
+                    if not d.startswith("seccomp@")] if os.path.isdir(p.state_root) else []
+
+        # `run --rm` hands the delete to conmon's clean-up process, which may
+        # still be running when `rm -af` returns: give it a few seconds.
+        deadline = time.monotonic() + 15
+        while states_left() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        states = states_left()
         p("rmi", "-af")
         p("system", "reset", "--force")
         shutil.rmtree(workdir, ignore_errors=True)

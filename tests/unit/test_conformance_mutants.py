@@ -71,3 +71,14 @@ def test_mutant_is_killed(name: str, tmp_path, workdir) -> None:
     res = _run(runtime, list(mutants.KILLERS[name]), tmp_path, workdir)
     survived = {t: r["result"] for t, r in res.items() if r["result"] != runner.FAIL}
     assert not survived, f"mutant {name} survived these tests (they did not fail): {survived}"
+
+
+@pytest.mark.parametrize("name", sorted(mutants.ORACLES))
+def test_oracle_passes(name: str, tmp_path, workdir) -> None:
+    """The other direction: tests of a feature runc lacks pass on runc plus a
+    wrapper that implements the feature as the spec says, so they are not
+    tests that can only fail."""
+    runtime = f"{sys.executable} {MUTANTS_PY} {name} {RUNC}"
+    res = _run(runtime, list(mutants.ORACLE_TESTS[name]), tmp_path, workdir)
+    bad = {t: f"{r['result']}: {r['reason'][:200]}" for t, r in res.items() if r["result"] != runner.PASS}
+    assert not bad, f"with the {name} oracle these tests still do not pass: {bad}"

@@ -141,7 +141,7 @@ def test_expected_files_name_real_tests() -> None:
     import os
     ids = {t.id for t in runner.load_tests()}
     names = sorted(os.listdir(os.path.join(runner.HERE, "expected")))
-    assert {"runc.txt", "ocirun.txt", "crun.txt"} <= set(names)
+    assert {"runc.txt", "ocirun.txt", "crun.txt", "crun-v2.txt", "ocirun-v2.txt"} <= set(names)
     for name in names:
         path = os.path.join(runner.HERE, "expected", name)
         listed = runner.load_expected(path)

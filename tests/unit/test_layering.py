@@ -22,6 +22,8 @@ LEVELS[1] += ("sched", "mempolicy", "resctrl", "netdev", "criu")
 # fast path above everything (it falls back to cli)
 LEVELS[0] += ("ground", "posixpaths", "plainargs")
 LEVELS[4] += ("quick", "launcher")
+# issue 8: rootless mode (it builds on cgroups)
+LEVELS[2] += ("rootless",)
 
 
 def level_of(mod: str) -> int:

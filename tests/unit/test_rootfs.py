@@ -370,7 +370,8 @@ def test_pivot_failure(env: tuple[str, str]) -> None:
 def test_tmpcopyup(env: tuple[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     bundle, r = env
     copied: list[str] = []
-    monkeypatch.setattr(rfs, "_copy_up", lambda fd, host: copied.append(host))
+    # the copy goes through a pinned fd on the new tmpfs (rootfs.Pinned): record where it names
+    monkeypatch.setattr(rfs, "_copy_up", lambda fd, host: copied.append(os.readlink(host)))
     os.makedirs(r + "/etc")
     with open(r + "/etc/a", "w") as f:
         f.write("a")
