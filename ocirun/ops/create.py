@@ -210,7 +210,10 @@ def _create(store: StateStore, cid: str, opts: CreateOptions,
                     if plan.hooks.get(phase):
                         run_hooks(plan.hooks[phase], state, phase, cwd=bundle)
 
-            handles.cgroup_fd = _cgroup_fd(mgr)
+            # Not from a user namespace: its root may lack rights on the host's
+            # cgroup, and clone3 fails that check after allocating the pid, which
+            # as pid 1 of a new pid namespace leaves it unable to fork (ENOMEM).
+            handles.cgroup_fd = -1 if plan.ns.in_userns else _cgroup_fd(mgr)
             entry = Entry(handles.join_fds, plan.ns, plan.time_offsets,
                           cgroup_fd=handles.cgroup_fd)
             from ocirun.process.nursery import fits

@@ -64,8 +64,11 @@ def spawn_in_cgroup(fn: Callable[[], None], chan: Channel, close_fds: tuple[int,
                     stage: str, sys: Syscalls, cgroup_fd: int) -> tuple[int, bool]:
     """:func:`spawn`, the child born in the cgroup v2 directory ``cgroup_fd``
     (clone3 with CLONE_INTO_CGROUP); (pid, True).  Where the kernel or the
-    cgroup refuses (no clone3 before Linux 5.7, a user namespace without
-    rights on the cgroup), a plain fork: (pid, False), the caller moves it."""
+    cgroup refuses (no clone3 before Linux 5.7), a plain fork: (pid, False),
+    the caller moves it.
+    Callers in a user namespace do not use it: a cgroup permission failure
+    comes after the pid is allocated, and pid 1 of a new pid namespace
+    allocated and freed leaves that namespace unable to fork at all."""
     try:
         pid = sys.clone_into_cgroup(cgroup_fd)
         born = True
