@@ -25,6 +25,7 @@ Steps: I0 (in the nursery, before the plan arrives): import the child side.
 from __future__ import annotations
 
 import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
+from time import monotonic_ns as _monotonic_ns
 
 from ocirun import steps
 
@@ -198,12 +199,19 @@ def _serve(chan: Channel) -> None:
     steps.in_child("intermediate", debug_sink(chan))
     os.setpgid(0, 0)
     t = steps.begin()
-    for name in CHILD_SIDE:
-        __import__(name)
+    # The first write waits a whole grace period holding the kernel's
+    # cgroup_mutex, which the runtime's mkdirs (C4) need: done first, it is
+    # over long before the runtime gets there; the imports keep it warm.
     warm = _own_v1_procs()
     if warm is not None:
         _rejoin(warm)
-    steps.end("I0", "nursery: import the child side; start the cgroup move's grace period", t)
+    last = _monotonic_ns()
+    for name in CHILD_SIDE:
+        __import__(name)
+        if warm is not None and _monotonic_ns() - last >= _REJOIN_MS * 1_000_000:
+            _rejoin(warm)
+            last = _monotonic_ns()
+    steps.end("I0", "nursery: the cgroup move's grace period; import the child side", t)
     msg = _wait_for_launch(chan, warm)
     from ocirun.plantypes import Handles
     from ocirun.process import wire
