@@ -96,8 +96,8 @@ def _list(root: str, args: list[str]) -> int:
         raise _Fallback from None
     states: list[dict[str, object]] = []
     owners: dict[int, str] = {}
-    for cid in sorted(n for n in names if posixpaths.isdir(ground.join(root, n))):
-        d = ground.join(root, cid)
+    for cid in sorted(names):
+        d = ground.join(root, cid)  # not a directory: load_record says None
         try:
             if not ground.valid_id(cid):
                 raise _Fallback  # the full path warns about it
