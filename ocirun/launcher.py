@@ -49,8 +49,10 @@ def run(argv: list[str], script: dict[str, object]) -> None:
     import sys
     early = _early_nursery(argv)
     try:
-        from ocirun.quick import main
-        status = main(argv)
+        status = None
+        if not early:  # create and run are never quick.py's: spare its import
+            from ocirun.quick import main
+            status = main(argv)
         if status is None:
             from ocirun.cli import main as full
             status = full(argv)
