@@ -7,7 +7,8 @@ podman does, tests/podman_seccomp.py) and a warm program cache in the state root
 with the same profile after the cache entries are removed before every command (the first
 create of a profile: pyseccomp imported and the profile compiled). Each round times
 ``run`` and ``create`` (then ``delete``), wall clock around the runtime process; the
-medians and the ratios to the runs without a profile are printed.
+medians, their ratios to the runs without a profile, and the median of each round's own
+ratio (paired: the load of a shared machine moves between rounds) are printed.
 
     python3 bench/seccomp_bench.py                  # the wheel of this checkout (bench.py's venv)
     python3 bench/seccomp_bench.py --runtime runc --rounds 50
@@ -134,8 +135,13 @@ def main(argv: list[str] | None = None) -> int:
             for v in variants[k:] + variants[:k]:
                 v.round(n, record=True)
         med = {v.name: {m: statistics.median(s) for m, s in v.samples.items()} for v in variants}
+        # paired: each round's ratio to the run without a profile in that same round
+        # (the load of the shared machine changes between rounds far more than within one)
+        paired = {v.name: {m: statistics.median(a / b for a, b in zip(s, variants[0].samples[m]))
+                           for m, s in v.samples.items()} for v in variants[1:]}
         if opts.json:
-            print(json.dumps({"rounds": opts.rounds, "runtime": cmd, "median_ms": med}, indent=2))
+            print(json.dumps({"rounds": opts.rounds, "runtime": cmd, "median_ms": med,
+                              "paired_ratio_median": paired}, indent=2))
             return 0
         head = f"{os.path.basename(cmd[0])}, {opts.rounds} rounds, median ms"
         print(f"{head:<34}" + "".join(f"{n:>13}" for n in names)
@@ -144,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
             vals = [med[n][m] for n in names]
             print(f"{m:<34}" + "".join(f"{v:>13.1f}" for v in vals)
                   + "".join(f"{v / vals[0]:>18.2f}" for v in vals[1:]))
+        for m in ("run", "create"):
+            label = f"{m}, median of per-round ratios"
+            print(f"{label:<34}" + " " * 13 * len(names)
+                  + "".join(f"{paired[n][m]:>18.2f}" for n in names[1:]))
         return 0
     except Failed as e:
         print(f"seccomp_bench: {e}", file=sys.stderr)

@@ -111,6 +111,15 @@ def drop_pid_namespace(cfg: Config) -> None:
     _linux(cfg)["namespaces"] = [n for n in ns if n.get("type") != "pid"]
 
 
+def poststart_early(cfg: Config) -> None:
+    """poststart hooks run during create (as createRuntime hooks), before the
+    program was ever started."""
+    hooks = cfg.get("hooks", {})
+    early = hooks.pop("poststart", [])
+    if early:
+        hooks["createRuntime"] = hooks.get("createRuntime", []) + early
+
+
 def drop_env(cfg: Config) -> None:
     """process.env is replaced by a bare PATH (keeps the suite's leak mark)."""
     env = _proc(cfg).get("env", [])
@@ -129,6 +138,7 @@ MUTATIONS: dict[str, Callable[[Config], None]] = {
     "drop-extra-mounts": drop_extra_mounts,
     "drop-mount-options": drop_mount_options,
     "drop-hooks": _drop("hooks"),
+    "poststart-early": poststart_early,
     "drop-seccomp": _drop("linux.seccomp"),
     "change-cwd": change_cwd,
     "user-root": user_root,
@@ -154,14 +164,18 @@ MUTATIONS: dict[str, Callable[[Config], None]] = {
     "refuse-rlimits": _refuse("process.rlimits"),
     "refuse-rootfs-propagation": _refuse("linux.rootfsPropagation"),
     "refuse-cgroup-cpu": _refuse("linux.resources.cpu"),
+    "refuse-netdevices": _refuse("linux.netDevices"),
     "refuse-hook-timeout": lambda cfg: [_refuse("timeout")(h) for hs in cfg.get("hooks", {}).values() for h in hs],
 }
 
 # Behaviours that are not a config change: handled by the wrapper itself.
 #   leak-process:      every create leaves a stray process carrying the test's environment
 #   leak-cgroup:       a failed create leaves its cgroup directory behind
+#   poststart-at-start: poststart hooks run by start before startContainer, while
+#                      the container process is still the runtime's init
+#   leak-mount:        a failed create leaves a mount in the bundle directory
 #   keep-state:        delete reports success but leaves the container
-BEHAVIOURS = ("leak-process", "leak-cgroup", "keep-state")
+BEHAVIOURS = ("leak-process", "leak-cgroup", "leak-mount", "keep-state", "poststart-at-start")
 
 # The opposite of a mutant: a wrapper that ADDS a feature the real runtime
 # lacks, done the way the spec describes, so that the suite's tests for it are
@@ -170,6 +184,12 @@ BEHAVIOURS = ("leak-process", "leak-cgroup", "keep-state")
 ORACLES = ("netdevices",)
 ORACLE_TESTS = {"netdevices": ("net-device-not-returned", "net-device-name-clash", "net-device-name-template",
                                "netdev-moved-renamed", "netdev-missing-error")}
+
+# The runtime a mutant wraps when it is not runc: runc 1.1.5 itself runs
+# poststart during create (expected/runc.txt), so the poststart mutants wrap
+# ocirun, which runs poststart after the program as runtime.md step 9 says;
+# runc 1.1.5 ignores netDevices, so refusing them is shown on ocirun too.
+BASE: dict[str, str] = {"poststart-early": "ocirun", "poststart-at-start": "ocirun", "refuse-netdevices": "ocirun"}
 
 # Conformance tests that pass on the real runtime and must fail on the mutant.
 KILLERS: dict[str, tuple[str, ...]] = {
@@ -191,6 +211,8 @@ KILLERS: dict[str, tuple[str, ...]] = {
                    "hook-createRuntime-sees-mounts", "hook-createRuntime-fail"),
     "drop-seccomp": ("seccomp-errno-action", "seccomp-kill-action", "seccomp-kill-process-action",
                      "seccomp-trap-action", "seccomp-mode-filter", "seccomp-invalid-action", "seccomp-listener-state"),
+    "poststart-early": ("hook-order-start", "hook-poststart-runs"),
+    "poststart-at-start": ("hook-order-start",),
     "change-cwd": ("process-cwd",),
     "user-root": ("process-user-uid-gid", "process-additional-gids"),
     "drop-rlimits": ("process-rlimits", "process-rlimit-unknown-type"),
@@ -201,7 +223,7 @@ KILLERS: dict[str, tuple[str, ...]] = {
     "drop-oom-score-adj": ("process-oom-score-adj",),
     "drop-no-new-privileges": ("process-no-new-privs-true",),
     "drop-rootfs-propagation": ("rootfs-propagation-private", "rootfs-propagation-invalid"),
-    "drop-pid-namespace": ("ns-pid-new", "ns-pid-init-is-1"),
+    "drop-pid-namespace": ("ns-pid-new", "ns-pid-init-is-1", "hook-prestart-pid-ns-created"),
     "drop-masked-paths": ("masked-paths-file", "masked-paths-dir"),
     "drop-readonly-paths": ("readonly-paths",),
     "drop-devices": ("dev-char", "dev-fifo"),
@@ -215,9 +237,11 @@ KILLERS: dict[str, tuple[str, ...]] = {
     "refuse-rlimits": ("process-rlimit-unknown-type", "process-rlimits"),
     "refuse-rootfs-propagation": ("rootfs-propagation-invalid",),
     "refuse-cgroup-cpu": ("cg-invalid-value-error",),
+    "refuse-netdevices": ("netdev-missing-error", "netdev-moved-renamed"),
     "refuse-hook-timeout": ("hook-timeout-zero",),
     "leak-process": ("state-id", "create-error-no-leftover", "kill-created"),
     "leak-cgroup": ("create-error-no-leftover", "cg-invalid-value-error"),
+    "leak-mount": ("create-error-no-leftover", "mount-invalid-type"),
     "keep-state": ("delete-stopped", "delete-id-reuse"),
 }
 
@@ -341,9 +365,56 @@ def _netdevices_create(real: str, rest: list[str], sub_args: list[str], cfg_path
     return 0
 
 
+# The wrapper changing nothing: the self-test's baseline runs the killers
+# through it, so that a kill is the mutation's doing, not the wrapper's.
+IDENTITY = "identity"
+
+STASH = ".mutant-poststart.json"
+
+
+def _poststart_at_start(name: str, real: str, rest: list[str], sub: str, sub_args: list[str], cfg_path: str) -> None:
+    """At create, take the poststart hooks out of config.json (into the bundle);
+    at start, run them first, before the real start."""
+    if sub == "create" and os.path.exists(cfg_path):
+        with open(cfg_path) as f:
+            cfg = json.load(f)
+        hooks = cfg.get("hooks", {}).pop("poststart", [])
+        with open(os.path.join(os.path.dirname(cfg_path), STASH), "w") as f:
+            json.dump(hooks, f)
+        with open(cfg_path, "w") as f:
+            json.dump(cfg, f)
+    elif sub == "start":
+        root = _global(rest, "--root")
+        base = [real, *(["--root", root] if root else [])]
+        out = subprocess.run([*base, "state", container_id(sub_args)], capture_output=True, text=True).stdout
+        st = json.loads(out or "{}")
+        try:
+            with open(os.path.join(st.get("bundle", "/nonexistent"), STASH)) as f:
+                hooks = json.load(f)
+        except (OSError, ValueError):
+            hooks = []
+        for h in hooks:
+            env = dict(e.split("=", 1) for e in h.get("env", []) if "=" in e)
+            subprocess.run(h.get("args") or [h["path"]], executable=h["path"], env=env, input=out, text=True,
+                           timeout=h.get("timeout", 30))
+
+
+def killers_table() -> str:
+    """The mutants and the tests that kill each, as a Markdown table
+    (``python3 conformance/mutants.py --killers``; conformance/README.md holds
+    a copy that tests/unit/test_conformance_mutants.py keeps current)."""
+    lines = ["| mutant | wraps | killed by |", "|---|---|---|"]
+    for name, ids in KILLERS.items():
+        lines.append(f"| `{name}` | {BASE.get(name, 'runc')} | {', '.join(f'`{t}`' for t in ids)} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) < 2 or argv[0] not in (*MUTATIONS, *BEHAVIOURS, *ORACLES):
-        print(f"usage: mutants.py MUTANT RUNTIME [ARGS...]; mutants: {', '.join([*MUTATIONS, *BEHAVIOURS])}; "
+    if argv == ["--killers"]:
+        sys.stdout.write(killers_table())
+        return 0
+    if len(argv) < 2 or argv[0] not in (*MUTATIONS, *BEHAVIOURS, *ORACLES, IDENTITY):
+        print(f"usage: mutants.py MUTANT RUNTIME [ARGS...] | mutants.py --killers; mutants: {', '.join(KILLERS)}, {IDENTITY}; "
               f"oracles: {', '.join(ORACLES)}", file=sys.stderr)
         return 2
     name, real, rest = argv[0], argv[1], argv[2:]
@@ -361,6 +432,8 @@ def main(argv: list[str]) -> int:
             return 1
         with open(cfg_path, "w") as f:
             json.dump(cfg, f)
+    if name == "poststart-at-start":
+        _poststart_at_start(name, real, rest, sub, sub_args, cfg_path)
     if name == "leak-process" and sub in ("create", "run"):
         _leak_process()
     if name == "leak-cgroup" and sub == "create":
@@ -373,6 +446,13 @@ def main(argv: list[str]) -> int:
         if rc != 0 and cg:
             for d in _cgroup_dirs(cg):
                 os.makedirs(d, exist_ok=True)
+        return rc
+    if name == "leak-mount" and sub == "create":
+        rc = subprocess.run([real, *rest]).returncode
+        if rc != 0:
+            leak = os.path.join(bundle_dir(sub_args), "leaked-mount")
+            os.makedirs(leak, exist_ok=True)
+            subprocess.run(["mount", "-t", "tmpfs", "leak", leak], check=False)
         return rc
     if name == "keep-state" and sub == "delete" and "--force" not in sub_args and "-f" not in sub_args:
         return 0  # claims success, deletes nothing

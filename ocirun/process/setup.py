@@ -22,7 +22,8 @@ config-linux.md "Personality") in this order, each step a named function:
      CAP_SYS_ADMIN, which S7 may drop (runc loads it here too);
   S6 switch_user: groups, gid, then uid (PR_SET_KEEPCAPS keeps permitted);
   S7 apply_capabilities: bounding, capset, ambient;
-  S8 enter_cwd: the retry of S5 as the container user, and the cwd check;
+  S8 enter_cwd: the retry of S5 as the container user; after either, the
+     cwd must be below the container's root (check_cwd_inside_root);
   S9 find_executable: argv[0] in the container's PATH, so a missing binary
      fails before the process is reported ready;
   S9b load_seccomp, when no_new_privs is on: after everything above that a
@@ -121,11 +122,12 @@ def enter_cwd_early(p: ProcessPlan) -> bool:                                   #
         pass  # the chdir reports the real problem
     try:
         os.chdir(p.cwd)
-        return False
     except PermissionError:
         return True  # root may lack access (root-squashed NFS, a user ns)
     except OSError as e:
         raise _cwd_error(p.cwd, e) from e
+    check_cwd_inside_root(p.cwd)
+    return False
 
 
 def _cwd_error(cwd: str, e: OSError) -> ExecError:
@@ -169,6 +171,21 @@ def enter_cwd(p: ProcessPlan, retry: bool) -> None:                           # 
         os.chdir(p.cwd)
     except OSError as e:
         raise _cwd_error(p.cwd, e) from e
+    check_cwd_inside_root(p.cwd)
+
+
+def check_cwd_inside_root(cwd: str) -> None:                                  # S5/S8
+    """The cwd must lie below the container's root.  A cwd such as
+    /proc/self/fd/N reaches whatever directory fd N is: a host directory if
+    one leaked into the container (CVE-2024-21626's pattern).  The kernel's
+    getcwd says "(unreachable)" for a directory outside the root, which
+    os.getcwd turns into ENOENT."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:
+        raise ExecError(f"chdir to cwd ({cwd!r}) set in config.json: the directory is outside "
+                        "the container's root (a host directory reached through a file "
+                        "descriptor?); refused", errno=_errno.EACCES, stage="cwd") from None
 
 
 def find_executable(args: tuple[str, ...], env: tuple[str, ...]) -> str:      # S9

@@ -107,12 +107,70 @@ def test_parked_init_is_out_of_reach_before_start(lab: Any, attack: str, caps: s
         assert f.read().startswith(b"ocirun init")  # still the runtime, parked at the FIFO
 
 
+def _all_caps(userns: bool) -> Callable[[dict[str, Any]], None]:
+    def mutate(cfg: dict[str, Any]) -> None:
+        from ocirun.capabilities import KNOWN_CAPABILITIES
+        cfg["process"]["capabilities"] = {k: list(KNOWN_CAPABILITIES)
+                                          for k in ("bounding", "effective", "permitted")}
+        cfg["process"]["noNewPrivileges"] = False
+        if userns:
+            cfg["linux"]["namespaces"].append({"type": "user"})
+            m = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+            cfg["linux"]["uidMappings"] = m
+            cfg["linux"]["gidMappings"] = m
+    return mutate
+
+
+@pytest.mark.parametrize("userns", [True, False], ids=["user-namespace", "host-user-namespace"])
+def test_cap_sys_ptrace_reaches_the_parked_init_only_without_a_user_namespace(
+        lab: Any, attack: str, userns: bool) -> None:
+    """SECURITY.md's known limit, pinned both ways.  With a user namespace,
+    every capability in it, CAP_SYS_PTRACE included, still does not reach the
+    parked init: the kernel wants CAP_SYS_PTRACE in the user namespace the
+    runtime's memory was made in (the host's) to pass non-dumpability.
+    Without one, CAP_SYS_PTRACE of the host's namespace does reach it (its
+    exe is the host's interpreter), and only ETXTBSY keeps it from being
+    opened for writing while the runtime runs."""
+    top = secenv.wide_dir("ocirun-attack-ptrace-")  # the mapped root must reach the rootfs
+    cid = lab.new_id()
+    try:
+        rootfs = bundle_mod.build_rootfs(os.path.join(top, "rootfs"))
+        shutil.copy(attack, os.path.join(rootfs, "bin", "attack"))
+
+        def mutate(cfg: dict[str, Any]) -> None:
+            cfg["process"]["env"].append(f"OCITEST={lab.token}")
+            _all_caps(userns)(cfg)
+        bundle_mod.write_bundle(top, rootfs, ["sleep", "1000"], mutate)
+        lab.cli("create", "--bundle", top, cid).ok()
+        r = lab.cli("exec", cid, "sh", "-c", "grep CapEff /proc/self/status; "
+                    "/bin/attack proc 1; /bin/attack ptrace 1")
+        assert r.returncode == 0, r
+        eff = int(r.stdout.split("CapEff:")[1].split()[0], 16)
+        assert eff & (1 << 19), r.stdout  # the attacker does hold CAP_SYS_PTRACE
+        seen = results(r.stdout)
+        if userns:
+            for what in ("readlink exe", "readlink root", "readlink fds", "open exe", "open mem",
+                         "open exe O_PATH", "open exe for writing", "ptrace"):
+                assert seen.get(what) in ("EACCES", "EPERM"), (what, r.stdout)
+        else:
+            exe = seen["readlink exe"]  # the host's interpreter, not a file of the container
+            assert exe.startswith("ok /") and "busybox" not in exe, r.stdout
+            assert seen["open exe for writing"] == "ETXTBSY", r.stdout
+    finally:
+        lab.cli("delete", "--force", cid)
+        shutil.rmtree(top, ignore_errors=True)
+
+
 def test_after_start_pid_1_holds_nothing_of_the_host(lab: Any, attack: str) -> None:
     """After start, pid 1 is the container's program: tracing it (its own
-    process, same uid) reaches only the container's binary and stdio."""
+    process, same uid: the kernel allows it, the control that the attempts
+    before start were refused by non-dumpability) reaches only the
+    container's binary and stdio."""
     b = armed(lab, attack, ["sleep", "1000"])
     cid = lab.new_id()
     lab.run(b, cid, "--detach").ok()
+    r = lab.cli("exec", cid, "/bin/attack", "ptrace", "1")
+    assert results(r.stdout)["ptrace"] == "ok", r
     r = lab.cli("exec", cid, "/bin/attack", "proc", "1")
     seen = results(r.stdout)
     assert seen["readlink exe"] == "ok /bin/busybox", r.stdout
@@ -218,6 +276,92 @@ def test_destination_raced_into_a_symlink_stays_in_the_rootfs(make_lab: Any,
         assert len(points) + failed >= tries, (points, failed, tries)
     finally:
         subprocess.run(["rm", "-rf", "--one-file-system", vol], check=False)
+
+
+# -- host fds leaked into the runtime (CVE-2024-21626's pattern) -------------------------
+
+LEAKED = tuple(range(3, 10))  # every fd a leak could sit at; the script uses 5
+FD_SCRIPT = ("ls -1 /proc/$$/fd; echo END; cat /proc/$$/fd/5/precious 2>&1; "
+             "ls /proc/self/fd/5/ 2>&1; pwd; true")
+
+
+def _with_leaked_dir(lab: Any, host_dir: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """The runtime run with a directory fd of the host at each of fds 3-9,
+    inheritable: what a careless caller leaks, or what a runtime itself held
+    (runc's fd of /sys/fs/cgroup in CVE-2024-21626)."""
+    fd = os.open(host_dir, os.O_RDONLY | os.O_DIRECTORY)
+
+    def place() -> None:
+        for n in LEAKED:
+            os.dup2(fd, n, inheritable=True)
+    try:
+        return subprocess.run(argv, env=lab.env, pass_fds=LEAKED, preexec_fn=place,
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=60, cwd=lab.workdir, check=False)
+    finally:
+        os.close(fd)
+
+
+def _leak_target(lab: Any, how: str, cwd: str | None, preserve: bool,
+                 host_dir: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    """``run`` of a container, or ``exec`` into a running one, with the host
+    directory leaked at fds 3-9 (passed on purpose with --preserve-fds when
+    ``preserve``) and the process's cwd set to ``cwd``."""
+    flags = ["--preserve-fds", str(len(LEAKED))] if preserve else []
+    cid = lab.new_id()
+    if how == "exec":
+        lab.run(lab.bundle(["sleep", "1000"]), cid, "--detach").ok()
+        cwd_flag = ["--cwd", cwd] if cwd else []
+        argv = lab.argv("exec", *flags, *cwd_flag, cid, "sh", "-c", FD_SCRIPT)
+    else:
+        def mutate(cfg: dict[str, Any]) -> None:
+            if cwd:
+                cfg["process"]["cwd"] = cwd
+        b = lab.bundle(["sh", "-c", FD_SCRIPT], mutate)
+        argv = lab.argv("run", "--bundle", b.path, *flags, cid)
+    return _with_leaked_dir(lab, host_dir, argv), cid
+
+
+@pytest.mark.parametrize("how", ["run", "exec"])
+def test_leaked_host_fd_is_closed_before_the_container_sees_it(lab: Any, host_target: str,
+                                                                how: str) -> None:
+    """A host directory fd the runtime inherited without --preserve-fds is
+    closed first thing in the init / exec's process (N1, T1): a cwd of
+    /proc/self/fd/5 finds no fd 5 (ENOENT at chdir, before the check that
+    the cwd lies in the root would be needed), and the container's process
+    holds only stdio: /proc/self/fd/5 reaches nothing of the host."""
+    r, cid = _leak_target(lab, how, "/proc/self/fd/5", False, host_target)
+    assert r.returncode != 0, r
+    assert "chdir to cwd ('/proc/self/fd/5')" in r.stderr, r
+    assert "outside the container's root" not in r.stderr, r  # N1/T1 held on their own
+    assert "host data" not in r.stdout, r
+    if how == "run":
+        assert lab.leftovers(cid) == []
+    r, _ = _leak_target(lab, how, None, False, host_target)
+    assert r.returncode == 0, r
+    lines = r.stdout.splitlines()
+    assert lines[:lines.index("END")] == ["0", "1", "2"], r.stdout
+    assert "host data" not in r.stdout and "precious" not in lines, r.stdout  # nor ls of it
+    assert lines[-1] == "/", r.stdout
+
+
+@pytest.mark.parametrize("how", ["run", "exec"])
+def test_cwd_through_a_preserved_host_fd_is_refused(lab: Any, host_target: str,
+                                                     how: str) -> None:
+    """Fds passed on purpose (--preserve-fds) do reach the container (the
+    control: the host file reads through /proc/self/fd/5), but a cwd through
+    one would start the process outside its root: the cwd is checked to lie
+    below the root after chdir (runc's second defence against CVE-2024-21626)."""
+    r, _ = _leak_target(lab, how, None, True, host_target)
+    assert r.returncode == 0, r
+    assert "host data" in r.stdout, r  # the leak is real: only the checks stand in its way
+    r, cid = _leak_target(lab, how, "/proc/self/fd/5", True, host_target)
+    assert r.returncode != 0, r
+    assert "chdir to cwd ('/proc/self/fd/5') set in config.json: the directory is outside " \
+           "the container's root" in r.stderr, r
+    assert "host data" not in r.stdout and "precious" not in r.stdout.splitlines(), r
+    if how == "run":
+        assert lab.leftovers(cid) == []
 
 
 # -- masked and read-only paths ------------------------------------------------------------

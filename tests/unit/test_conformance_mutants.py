@@ -1,10 +1,11 @@
 """The conformance suite can fail: every mutant runtime of conformance/mutants.py
-(runc plus one dropped or refused feature, or one leak) is killed by the
-conformance tests named for it in ``KILLERS``.
+(runc, or ocirun where ``BASE`` says so, plus one dropped or refused feature,
+or one leak) is killed by the conformance tests named for it in ``KILLERS``.
 
 Runs the suite in-process, as root, against Debian's runc; a few seconds per
 mutant because only the named tests run (``--id``).  First a baseline: every
-killer passes on runc itself, so a kill means the mutation was seen.
+killer passes on the wrapped runtime through the wrapper with no mutation
+(``identity``), so a kill means the mutation was seen.
 """
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ import pytest
 from conformance import mutants, runner
 
 RUNC = shutil.which("runc")
+# the poststart mutants wrap ocirun (mutants.BASE): this venv's, as installed
+OCIRUN = os.path.join(os.path.dirname(sys.executable), "ocirun")
 MUTANTS_PY = os.path.abspath(mutants.__file__)
 
 pytestmark = [
@@ -58,16 +61,28 @@ def test_every_mutant_has_killers_that_exist() -> None:
         assert not set(ids) - known, f"{name}: unknown test ids {sorted(set(ids) - known)}"
 
 
-def test_killers_pass_on_runc(tmp_path, workdir) -> None:
-    ids = sorted({t for ids in mutants.KILLERS.values() for t in ids})
-    res = _run(RUNC, ids, tmp_path, workdir)
+def _base(name: str) -> str:
+    base = mutants.BASE.get(name, "runc")
+    if base == "runc":
+        return str(RUNC)
+    if not os.access(OCIRUN, os.X_OK):
+        pytest.skip(f"mutant {name} wraps ocirun: no {OCIRUN} (pip install . in this venv)")
+    return OCIRUN
+
+
+@pytest.mark.parametrize("base", ["runc", "ocirun"])
+def test_killers_pass_on_the_real_runtime(base: str, tmp_path, workdir) -> None:
+    ids = sorted({t for name, ids in mutants.KILLERS.items() for t in ids if mutants.BASE.get(name, "runc") == base})
+    rt = _base(next(n for n in mutants.KILLERS if mutants.BASE.get(n, "runc") == base))
+    # through the wrapper with no mutation: the wrapper itself kills nothing
+    res = _run(f"{sys.executable} {MUTANTS_PY} {mutants.IDENTITY} {rt}", ids, tmp_path, workdir)
     bad = {t: f"{r['result']}: {r['reason'][:200]}" for t, r in res.items() if r["result"] != runner.PASS}
-    assert not bad, f"killers that do not pass on runc itself (so a kill would prove nothing): {bad}"
+    assert not bad, f"killers that do not pass on {base} through the identity wrapper (so a kill would prove nothing): {bad}"
 
 
 @pytest.mark.parametrize("name", sorted(mutants.KILLERS))
 def test_mutant_is_killed(name: str, tmp_path, workdir) -> None:
-    runtime = f"{sys.executable} {MUTANTS_PY} {name} {RUNC}"
+    runtime = f"{sys.executable} {MUTANTS_PY} {name} {_base(name)}"
     res = _run(runtime, list(mutants.KILLERS[name]), tmp_path, workdir)
     survived = {t: r["result"] for t, r in res.items() if r["result"] != runner.FAIL}
     assert not survived, f"mutant {name} survived these tests (they did not fail): {survived}"

@@ -222,3 +222,17 @@ def test_workdir_is_created_and_kept(tmp_path) -> None:
     assert wd.is_dir() and os.listdir(wd) == []
     keep.write_text("x")
     assert runner.main(["--runtime", "/nonexistent/rt", "--id", "state-no-id"], out=io.StringIO()) == 2
+
+
+def test_readme_lists_the_mutants_and_their_killers() -> None:
+    """conformance/README.md carries the table `mutants.py --killers` prints."""
+    import os
+    import re
+
+    from conformance import mutants
+    readme = os.path.join(os.path.dirname(mutants.__file__), "README.md")
+    with open(readme, encoding="utf-8") as f:
+        m = re.search(r"<!-- killers: begin -->\n(.*?)<!-- killers: end -->", f.read(), re.S)
+    assert m, "conformance/README.md lacks the killers table"
+    assert m.group(1) == mutants.killers_table(), \
+        "conformance/README.md: killers table is stale (python3 conformance/mutants.py --killers)"

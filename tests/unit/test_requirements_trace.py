@@ -223,3 +223,36 @@ def test_against_released_text(rows: list[Row]) -> None:
         untraced += [f"{name}#{a}" for a in musts if f"{name}#{a}" not in cited | NOT_TRACED]
     assert not missing_anchor, f"cited anchors that the released text does not have: {sorted(missing_anchor)}"
     assert not untraced, f"sections of the released text with a MUST and no row: {sorted(untraced)}"
+
+
+def _must_sentences(name: str) -> tuple[int, int]:
+    """(sentences with an upper-case MUST outside code blocks, those binding another platform)."""
+    n = other = 0
+    in_code = False
+    with open(os.path.join(SPEC_TEXT, name), encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("```"):
+                in_code = not in_code
+                continue
+            if in_code:
+                continue
+            for sentence in re.split(r"(?<=[.!?])\s+", line):
+                if re.search(r"\bMUST\b", sentence):
+                    n += 1
+                    other += bool(re.search(r"Windows|Solaris|Hyper-V|For all other platforms", sentence))
+    return n, other
+
+
+@pytest.mark.skipif(not os.path.isdir(SPEC_TEXT), reason="../shared/oci-runtime-spec/text not here (a clone elsewhere)")
+def test_sentence_counts_match_released_text(rows: list[Row]) -> None:
+    """The per-file MUST-sentence counts requirements.md states are those of
+    the released text, and its row counts are those of the tables."""
+    table = {}
+    for m in re.finditer(r"^\| ([a-z-]+\.md) \| (\d+) \| (\d+) \| (\d+) \|$", _text(), re.M):
+        table[m.group(1)] = tuple(int(x) for x in m.groups()[1:])
+    assert set(table) == set(PREFIX_FILE.values()), f"sentence-count table lists {sorted(table)}"
+    per_file = Counter(r.file for r in rows if not r.id.startswith("N-"))
+    for name, (sentences, other, nrows) in table.items():
+        assert _must_sentences(name) == (sentences, other), \
+            f"{name}: the released text has {_must_sentences(name)} (MUST sentences, other platforms), table says {(sentences, other)}"
+        assert per_file[name] == nrows, f"{name}: {per_file[name]} rows, table says {nrows}"

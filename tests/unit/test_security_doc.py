@@ -37,3 +37,36 @@ def test_every_module_named_exists() -> None:
         if mod.startswith("test_"):
             continue
         assert (REPO / "ocirun" / mod).exists() or (REPO / "ocirun" / mod.rstrip("/")).exists(), mod
+
+
+def _path_of(rel: str) -> Path | None:
+    candidates = [REPO / rel] if "/" in rel else [REPO / "tests" / "privileged" / rel,
+                                                     REPO / "tests" / "unit" / rel]
+    return next((p for p in candidates if p.exists()), None)
+
+
+def test_every_test_reference_resolves_to_the_file_named_before_it() -> None:
+    """Also the short forms: ``file.py::test_a`` ... and ``::test_b`` (in the
+    same file), read left to right, line by line."""
+    text = (REPO / "SECURITY.md").read_text()
+    seen = 0
+    for line in text.splitlines():
+        current: Path | None = None
+        for m in re.finditer(r"([\w/]*test_\w+\.py)|::(test_\w+)", line):
+            if m.group(1):
+                current = _path_of(m.group(1))
+                assert current is not None, f"SECURITY.md names {m.group(1)}, which does not exist"
+                continue
+            assert current is not None, f"SECURITY.md: ::{m.group(2)} with no file before it"
+            assert m.group(2) in _tests_in(current), \
+                f"SECURITY.md names {current.name}::{m.group(2)}, not in {current}"
+            seen += 1
+    assert seen >= 30
+
+
+def test_conformance_groups_named_exist() -> None:
+    """``conformance `seccomp-*` `` and the like name test ids of conformance/."""
+    text = (REPO / "SECURITY.md").read_text()
+    ids = "\n".join(p.read_text() for p in (REPO / "conformance").rglob("*.py"))
+    for prefix in re.findall(r"conformance `([\w-]+)\*`", text):
+        assert f'"{prefix}' in ids or f"'{prefix}" in ids, f"no conformance test id {prefix}*"
