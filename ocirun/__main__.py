@@ -1,7 +1,11 @@
-"""``python -m ocirun``: same as the ``ocirun`` launcher."""
+"""``python -m ocirun``: same as the ``ocirun`` launcher (its fast path first)."""
 
 import sys
 
-from ocirun.cli import main
+from ocirun.quick import main as quick
 
-sys.exit(main(sys.argv[1:]))
+status = quick(sys.argv[1:])
+if status is None:
+    from ocirun.cli import main
+    status = main(sys.argv[1:])
+sys.exit(status)

@@ -23,7 +23,7 @@ What the program sees after ``execve`` is decided by the kernel, not by us
 
 from __future__ import annotations
 
-import os
+import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
 
 from ocirun.errors import SyscallError, oserror_text
 from ocirun.syscalls.api import (

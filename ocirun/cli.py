@@ -191,19 +191,27 @@ def main(argv: list[str] | None = None) -> int:
             raise _BadUsage(bad, name, "Incorrect Usage.")
         return _dispatch(handler, g, c)
     except OciRunError as e:
+        return report(e, cmd, usage_status)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # noqa: BLE001 -- a bug: still one line unless --debug
+        return report(e, cmd, usage_status)
+
+
+def report(e: Exception, cmd: str, usage_status: int = 1) -> int:
+    """Print the error a command failed with, the one way (also for the
+    launcher's fast path, quick.py); returns the exit status.  Called while
+    ``e`` is being handled, so --debug prints its traceback."""
+    if isinstance(e, OciRunError):
         if isinstance(e, _BadUsage):
             from ocirun import cmdhelp
             os.write(1, f"{e.header}\n\n{cmdhelp.render(e.topic)}".encode())
         log.error(e.msg)
-        if log.is_debug():
-            import traceback
-            traceback.print_exc()
-        return usage_status if isinstance(e, UsageError) else e.exit_code
-    except KeyboardInterrupt:
-        return 130
-    except Exception as e:  # noqa: BLE001 -- a bug: still one line unless --debug
+        status = usage_status if isinstance(e, UsageError) else e.exit_code
+    else:  # a bug: still one line unless --debug
         log.error(f"{cmd}: internal error: {type(e).__name__}: {e}")
-        if log.is_debug():
-            import traceback
-            traceback.print_exc()
-        return 1
+        status = 1
+    if log.is_debug():
+        import traceback
+        traceback.print_exc()
+    return status

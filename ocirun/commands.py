@@ -16,6 +16,7 @@ from ocirun.state import StateStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from ocirun.process.nursery import Nursery
     from ocirun.syscalls.api import Syscalls
 
 Opts = dict[str, object]
@@ -65,9 +66,19 @@ def _syscalls() -> Syscalls:
     return LinuxSyscalls()
 
 
+def _nursery(sys: Syscalls) -> Nursery | None:
+    """Fork the nursery (process/nursery.py) now, before create imports the
+    config layer: the container's init is forked from it, lean."""
+    from ocirun.process import nursery
+    return nursery.take() or nursery.start(sys)  # the launcher may have forked it already
+
+
 def cmd_create(g: Opts, o: Opts, a: list[str]) -> int:
+    opts = _create_options(g, o)
+    sys = _syscalls()
+    opts.nursery = _nursery(sys)
     from ocirun.ops.create import create
-    create(_store(g), a[0], _create_options(g, o), _syscalls())
+    create(_store(g), a[0], opts, sys)  # it kills and reaps the nursery on failure
     return 0
 
 
@@ -83,8 +94,15 @@ def cmd_run(g: Opts, o: Opts, a: list[str]) -> int:
     from ocirun.ops.run import Forwarder, run
     fwd = Forwarder()
     fwd.install()
-    return run(_store(g), a[0], _create_options(g, o), detach=bool(o.get("detach")),
-               keep=bool(o.get("keep")), fwd=fwd, sys=_syscalls())
+    opts = _create_options(g, o)
+    sys = _syscalls()
+    opts.nursery = _nursery(sys)
+    try:
+        return run(_store(g), a[0], opts, detach=bool(o.get("detach")),
+                   keep=bool(o.get("keep")), fwd=fwd, sys=sys)
+    finally:
+        if opts.nursery is not None:  # run failed before create took it
+            opts.nursery.close()
 
 
 def cmd_exec(g: Opts, o: Opts, a: list[str]) -> int:

@@ -10,11 +10,12 @@ A path already holding a different file is an error (the spec's MUST).
 from __future__ import annotations
 
 import errno
-import os
+import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
 import stat
 
 from ocirun.errors import SyscallError, oserror_text
 from ocirun.pathres import open_in_root, resolve_in_root
+from ocirun.posixpaths import normpath
 from ocirun.syscalls.api import MS_BIND
 
 TYPE_CHECKING = False  # avoids importing typing (~8 ms cold); mypy still honours it
@@ -54,7 +55,7 @@ class Device:
 
 def _norm(path: str) -> str:
     # normpath keeps a leading "//" (POSIX allows it a meaning): strip first.
-    return os.path.normpath("/" + path.lstrip("/"))
+    return normpath("/" + path.lstrip("/"))
 
 
 def device_list(spec: dict[str, Any]) -> list[Device]:

@@ -1,4 +1,4 @@
-"""Log lines in runc's two formats, written with ``os.write``.
+"""Log lines in runc's two formats, written with ``write(2)``.
 
 ``--log-format json`` lines are ``{"level","msg","time"}`` in that order, one
 per line, time in RFC 3339: containerd decodes the file as a JSON stream and
@@ -10,7 +10,7 @@ import; this is all the runtime needs.)
 
 from __future__ import annotations
 
-import os
+import posix
 import time
 
 from ocirun import jsonio
@@ -36,9 +36,19 @@ def configure(path: str | None, fmt: str, debug: bool) -> None:
     _cfg.json = fmt == "json"
     _cfg.debug = debug
     if path:
-        _cfg.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_SYNC | os.O_CLOEXEC,
-                          0o644)
+        _cfg.fd = posix.open(path, posix.O_WRONLY | posix.O_CREAT | posix.O_APPEND | posix.O_SYNC
+                             | posix.O_CLOEXEC, 0o644)
         _cfg.to_stderr = False
+
+
+def close() -> None:
+    """Back to the defaults (stderr, text), closing ``--log``."""
+    if _cfg.fd != 2:
+        try:
+            posix.close(_cfg.fd)
+        except OSError:
+            pass
+    _cfg.__init__()  # type: ignore[misc]
 
 
 def _timestamp() -> str:
@@ -70,7 +80,7 @@ def _emit(level: str, msg: str) -> None:
             line = f'time="{_timestamp()}" level={level} msg={jsonio.dumps(msg)}\n'
     if line:
         try:
-            os.write(_cfg.fd, line.encode())
+            posix.write(_cfg.fd, line.encode())
         except OSError:
             pass
 
@@ -92,7 +102,7 @@ def error(msg: str) -> None:
     """The fatal error of a command: the log entry, and ``ocirun: msg`` on stderr."""
     _emit("error", msg)
     try:
-        os.write(2, f"ocirun: {msg}\n".encode())
+        posix.write(2, f"ocirun: {msg}\n".encode())
     except OSError:
         pass
 

@@ -14,7 +14,7 @@ its cgroup root is the container's cgroup.
 
 from __future__ import annotations
 
-import os
+import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
 
 from ocirun.errors import ConfigError
 from ocirun.syscalls import api

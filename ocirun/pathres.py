@@ -12,8 +12,10 @@ target is re-rooted at the rootfs, ``..`` stops at the rootfs, and at most
 from __future__ import annotations
 
 import errno
-import os
+import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
 import stat
+
+from ocirun.posixpaths import abspath
 
 MAX_SYMLINKS = 255
 
@@ -29,7 +31,7 @@ def resolve_in_root(root: str, path: str) -> str:
     literally, so the result can be created afterwards.  ``root`` itself is
     trusted (it is the bundle's rootfs as the runtime found it).
     """
-    root = os.path.abspath(root).rstrip("/") or "/"
+    root = abspath(root).rstrip("/") or "/"
     prefix = "" if root == "/" else root
     pending = _split(path)
     pending.reverse()  # a stack: pop() yields the next component
@@ -81,7 +83,7 @@ def open_in_root(root: str, host: str, *, create_dirs: bool = False, mode: int =
     meantime (CVE-2021-30465).  ``create_dirs`` makes missing components as
     directories (mkdirat, which never follows a symlink either).
     """
-    rootp = os.path.abspath(root).rstrip("/") or "/"
+    rootp = abspath(root).rstrip("/") or "/"
     if host != rootp and not host.startswith(rootp.rstrip("/") + "/"):
         raise OSError(errno.EXDEV, f"`{host}` is not below `{rootp}`", host)
     comps = _split(host[len(rootp):])

@@ -261,17 +261,19 @@ class Handles:
     runtime).  ``close()`` is the parent's clean-up.
     """
 
-    __slots__ = ("fifo_fd", "join_fds", "mount_fds")
+    __slots__ = ("cgroup_fd", "fifo_fd", "join_fds", "mount_fds")
 
     def __init__(self) -> None:
         self.join_fds: list[tuple[int, int]] = []  # (fd, CLONE_NEW*) in join order
         self.fifo_fd = -1  # O_PATH handle on exec.fifo (a new container's init only)
         self.mount_fds: dict[int, int] = {}  # mounts[] index -> detached tree (open_tree)
+        self.cgroup_fd = -1  # O_PATH on the cgroup v2 directory (clone3 CLONE_INTO_CGROUP)
 
     def all_fds(self) -> list[int]:
         fds = [fd for fd, _ in self.join_fds] + list(self.mount_fds.values())
-        if self.fifo_fd >= 0:
-            fds.append(self.fifo_fd)
+        for fd in (self.fifo_fd, self.cgroup_fd):
+            if fd >= 0:
+                fds.append(fd)
         return fds
 
     def close(self) -> None:
@@ -284,3 +286,4 @@ class Handles:
         self.join_fds = []
         self.mount_fds = {}
         self.fifo_fd = -1
+        self.cgroup_fd = -1

@@ -12,7 +12,7 @@ parameter so unit tests can point at a fake tree.
 
 from __future__ import annotations
 
-import os
+import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
 
 # /proc/<pid>/stat is under 1 KiB; /proc/<pid>/status about 1.5 KiB.
 _STAT_BUF = 4096
@@ -142,19 +142,11 @@ def pid_state(pid: int, *, proc: str = "/proc") -> str | None:
 
 
 def pid_start_time(pid: int, *, proc: str = "/proc") -> int | None:
-    """Start time of ``pid`` in clock ticks since boot (stat field 22).
-
-    None when the process does not exist or is a zombie: a zombie container
-    init has already stopped, it only waits for its parent to reap it.
-    """
-    fields = _stat_fields(pid, proc)
-    # Field 22 is index 19 once fields 1 and 2 are cut off.
-    if not fields or len(fields) < 20 or fields[0] == b"Z":
-        return None
-    try:
-        return int(fields[19])
-    except ValueError:
-        return None
+    """Start time of ``pid`` in clock ticks since boot (stat field 22); None
+    when it is gone or a zombie.  ground.pid_start_time is the implementation
+    (state derivation and the launcher's fast path share it)."""
+    from ocirun.ground import pid_start_time as start_time
+    return start_time(pid, proc)
 
 
 def status_fields(pid: int | str, *, proc: str = "/proc") -> dict[str, str]:

@@ -12,7 +12,7 @@ absent the file must not be touched.
 
 from __future__ import annotations
 
-import os
+import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
 import resource
 
 from ocirun.errors import ConfigError, SyscallError, oserror_text

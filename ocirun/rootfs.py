@@ -22,12 +22,13 @@ redirect it either (CVE-2021-30465).
 from __future__ import annotations
 
 import errno
-import os
+import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
 
 from ocirun.devices import create_devices
 from ocirun.errors import ConfigError, SyscallError, oserror_text
 from ocirun.mount_options import PROPAGATION_OPTIONS, MountOptions
 from ocirun.pathres import mkdir_all_in_root, open_in_root, resolve_in_root
+from ocirun.posixpaths import dirname, exists, isdir, lexists
 from ocirun.syscalls.api import (
     AT_FDCWD,
     AT_RECURSIVE,
@@ -207,7 +208,7 @@ def _root_propagation(value: str | None, rootfs: str, sys: Syscalls) -> None:
         if flag & MS_SHARED:
             # pivot_root(2) fails with EINVAL when the parent mount of new_root
             # is shared; keep "/" shared but make that one mount private.
-            parent = _mount_point_of(os.path.dirname(rootfs))
+            parent = _mount_point_of(dirname(rootfs))
             sys.mount(None, parent, None, PROPAGATION_OPTIONS["private"], None)
     except OSError as e:
         raise _fail(f"set propagation of `/` to `{value or 'rslave'}`", e, "rootfs") from e
@@ -269,7 +270,7 @@ def _check_proc(rootfs: str, host: str, fstype: str, is_bind: bool, where: str) 
 
 
 def _mkdir_dest(rootfs: str, dest: str, host: str, where: str) -> None:
-    if os.path.lexists(host):
+    if lexists(host):
         return
     try:
         mkdir_all_in_root(rootfs, dest)
@@ -296,7 +297,7 @@ def _bind(sys: Syscalls, source: str, rootfs: str, dest: str, host: str, flags: 
         # out of this (user-namespaced) process's reach.  Any errno is kept.
         st = os.fstat(source_fd) if source_fd >= 0 else os.stat(source)
         is_dir = _stat.S_ISDIR(st.st_mode)
-        if not os.path.lexists(host):
+        if not lexists(host):
             if is_dir:
                 mkdir_all_in_root(rootfs, dest)
             else:
@@ -396,7 +397,7 @@ def _mount_fs(sys: Syscalls, source: str, rootfs: str, dest: str, host: str, fst
             if not (fstype == "mqueue" and in_userns and e.errno == errno.EPERM):
                 raise _fail(f"mount `{fstype}` on {where}", e, "mounts") from e
             # mqueue belongs to the IPC namespace's owner: show the host's.
-            if not os.path.isdir("/dev/mqueue"):
+            if not isdir("/dev/mqueue"):
                 raise _fail(f"mount `mqueue` on {where} (a user namespace may mount mqueue "
                             "only for an ipc namespace of its own: add an ipc namespace; the "
                             "host has no /dev/mqueue to bind instead)", e, "mounts") from e
@@ -422,7 +423,8 @@ def _mount_fs(sys: Syscalls, source: str, rootfs: str, dest: str, host: str, fst
 
 def _copy_up(old_fd: int, host: str) -> None:
     """Copy the covered directory (reached through its fd) into the new tmpfs."""
-    import shutil  # only for the rare tmpcopyup option
+    import os  # frozen, importable here; only for the rare tmpcopyup option
+    import shutil
 
     src = f"/proc/self/fd/{old_fd}"
     try:
@@ -579,7 +581,7 @@ def _ptmx_symlink(rootfs: str) -> None:
 
 def _dev_symlinks(rootfs: str) -> None:
     links = list(DEV_SYMLINKS)
-    if os.path.exists("/proc/kcore"):
+    if exists("/proc/kcore"):
         links.append(("/dev/core", "/proc/kcore"))
     by_parent: dict[str, list[tuple[str, str]]] = {}
     for link, target in links:

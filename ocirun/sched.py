@@ -18,7 +18,7 @@ The ``KNOWN_*`` tables are what the runtime recognises (features reads them).
 
 from __future__ import annotations
 
-import os
+import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
 
 from ocirun.errors import ConfigError, SyscallError
 

@@ -15,16 +15,13 @@ its start time (a reused pid is not our process), and the exec FIFO.
 from __future__ import annotations
 
 import fcntl
-import os
+import posix as os  # os's calls without its Python layer (posixpaths.py): a lean delete
 import time
 
-from ocirun import jsonio, procfs
+from ocirun import ground, jsonio
 from ocirun.errors import ExistsError, NotFoundError, OciRunError, StateError
-
-CREATED = "created"
-RUNNING = "running"
-STOPPED = "stopped"
-PAUSED = "paused"
+from ocirun.ground import CONFIG_FILE, CREATED, FIFO, PAUSED, RUNNING, STATE_FILE, STOPPED
+from ocirun.posixpaths import abspath, isdir, join, makedirs
 
 
 class Status(str):
@@ -86,16 +83,13 @@ def _refusal(verb: str, status: str, cid: str) -> str:
         return "container already paused"
     return "container not running"
 
-STATE_FILE = "state.json"
-CONFIG_FILE = "config.json"
-FIFO = "exec.fifo"
-
-_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_+,-.")
+__all__ = ["CONFIG_FILE", "CREATED", "FIFO", "PAUSED", "RUNNING", "STATE_FILE", "STOPPED",
+           "ContainerState", "StateStore", "Status", "validate_id"]
 
 
 def validate_id(cid: str) -> None:
     """runc's rule: ``^[\\w+,.-]+$`` (ASCII), and not ``.`` or ``..``."""
-    if not cid or len(cid) > 1024 or cid in (".", "..") or not set(cid) <= _ID_CHARS:
+    if not ground.valid_id(cid):
         raise OciRunError(f"invalid container ID format: {cid!r} (allowed: letters, digits and _ + , - .)")
 
 
@@ -158,41 +152,24 @@ class ContainerState:
 
     @property
     def fifo_path(self) -> str:
-        return os.path.join(self.dir, FIFO)
+        return join(self.dir, FIFO)
 
     @property
     def config_path(self) -> str:
-        return os.path.join(self.dir, CONFIG_FILE)
+        return join(self.dir, CONFIG_FILE)
 
     def alive(self) -> bool:
         """The recorded init still exists (same pid AND same start time)."""
-        return self.pid > 0 and procfs.pid_start_time(self.pid) == self.pid_start
+        return ground.alive(self.pid, self.pid_start)
 
     def status(self) -> Status:
-        if not self.alive():
-            return Status(STOPPED)
-        if os.path.exists(self.fifo_path):
-            return Status(CREATED)
-        if self.cgroup_paths and _frozen(self.cgroup_paths):
-            return Status(PAUSED)
-        return Status(RUNNING)
+        """Derived by ground.status, the one implementation (the launcher's
+        fast path uses it too)."""
+        return Status(ground.status(self.pid, self.pid_start, self.dir, self.cgroup_paths))
 
     def oci_state(self, status: str | None = None, *, pid_view: int | None = None) -> dict[str, object]:
         """The state object of runtime.md (plus runc's rootfs, created, owner)."""
-        status = status or self.status()
-        doc: dict[str, object] = {
-            "ociVersion": self.oci_version,
-            "id": self.id,
-            "pid": (pid_view if pid_view is not None else self.pid) if status != STOPPED else 0,
-            "status": status,
-            "bundle": self.bundle,
-            "rootfs": self.rootfs,
-            "created": self.created,
-        }
-        if self.annotations:
-            doc["annotations"] = self.annotations
-        doc["owner"] = ""
-        return doc
+        return ground.state_doc(self, status or self.status(), pid_view)
 
     def hook_state(self, status: str, pid: int | None) -> dict[str, object]:
         """The state passed to hooks: the spec's fields only."""
@@ -205,31 +182,22 @@ class ContainerState:
         return doc
 
 
-def _frozen(paths: dict[str, str]) -> bool:
-    """The cgroup manager's frozen state (v1 freezer or v2 cgroup.freeze)."""
-    from ocirun.cgroups import load_manager
-    try:
-        return load_manager(paths).frozen()
-    except OciRunError:
-        return False
-
-
 class StateStore:
     """``<root>/<id>/`` directories."""
 
     __slots__ = ("root",)
 
     def __init__(self, root: str) -> None:
-        self.root = os.path.abspath(root)
+        self.root = abspath(root)
 
     def dir_of(self, cid: str) -> str:
-        return os.path.join(self.root, cid)
+        return join(self.root, cid)
 
     def create_dir(self, cid: str) -> tuple[str, int]:
         """Make ``<root>/<id>`` and lock it; (path, locked dir fd)."""
         validate_id(cid)
         try:
-            os.makedirs(self.root, mode=0o700, exist_ok=True)
+            makedirs(self.root, mode=0o700, exist_ok=True)
         except OSError as e:
             raise OciRunError(f"create state root `{self.root}`: {e.strerror}{_hint(e)}",
                               errno=e.errno) from e
@@ -262,7 +230,7 @@ class StateStore:
         validate_id(cid)
         d = self.dir_of(cid)
         try:
-            with open(os.path.join(d, STATE_FILE), "rb") as f:
+            with open(join(d, STATE_FILE), "rb") as f:
                 data = f.read()
         except FileNotFoundError:
             raise NotFoundError("container does not exist") from None
@@ -275,7 +243,7 @@ class StateStore:
 
     def save(self, st: ContainerState) -> None:
         """Atomic: write a temp file, fsync it, rename over state.json."""
-        final = os.path.join(st.dir, STATE_FILE)
+        final = join(st.dir, STATE_FILE)
         tmp = final + ".tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         try:
@@ -293,7 +261,7 @@ class StateStore:
             names = os.listdir(self.root)
         except FileNotFoundError:
             return []
-        return sorted(n for n in names if os.path.isdir(os.path.join(self.root, n)))
+        return sorted(n for n in names if isdir(join(self.root, n)))
 
 
 def _hint(e: OSError) -> str:
@@ -310,7 +278,7 @@ def remove_tree(path: str) -> None:
     except FileNotFoundError:
         return
     for n in names:
-        p = os.path.join(path, n)
+        p = join(path, n)
         try:
             os.unlink(p)
         except IsADirectoryError:

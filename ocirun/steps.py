@@ -29,7 +29,7 @@ over the sync channel, which logs them.
 
 from __future__ import annotations
 
-import os
+import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
 import time
 
 _NO = -1
@@ -55,7 +55,7 @@ KERNEL: dict[str, str] = {
     "C4": "mkdir, write (cgroupfs)", "C5": "write, fsync, rename",
     "P1": "prctl", "P2": "fork, write (uid_map)", "P3": "waitpid, write (cgroup.procs: RCU wait)",
     "P4": "posix_spawn, wait (hooks)", "P5": "recvmsg (waiting for the init)",
-    "I1": "prctl", "I2": "setns", "I3": "unshare, recvmsg", "I4": "unshare, write",
+    "I0": "read, mmap (imports), write (own cgroup.procs: RCU wait)", "I1": "prctl", "I2": "setns", "I3": "unshare, recvmsg", "I4": "unshare, write",
     "I5": "fork",
     "N1": "close_range", "N2": "setsid", "N3": "mount, mknod, symlink, recvmsg",
     "N4": "sendmsg, recvmsg", "N5": "posix_spawn, write (sysctl), sethostname",

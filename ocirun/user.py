@@ -12,7 +12,7 @@ umask, additionalGids) and config-linux.md "User namespace mappings"
 from __future__ import annotations
 
 import errno as _errno
-import os
+import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
 
 from ocirun.errors import ConfigError, SyscallError, oserror_text
 from ocirun.syscalls.api import PR_SET_KEEPCAPS

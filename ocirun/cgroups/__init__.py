@@ -13,7 +13,7 @@ Cgroup ownership (chown for a cgroup namespace) is not done.
 from __future__ import annotations
 
 import errno
-import os
+import posix as os  # os's calls without its Python layer (posixpaths.py): a lean delete
 import time
 
 from ocirun.cgroups.detect import (
@@ -28,6 +28,7 @@ from ocirun.cgroups.paths import RMDIR_TIMEOUT, Hierarchy, check_cgroups_path, r
 from ocirun.cgroups.v1 import Hierarchy1
 from ocirun.cgroups.v2 import Hierarchy2
 from ocirun.errors import CgroupError, NotSupportedError
+from ocirun.posixpaths import normpath
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -74,10 +75,20 @@ class CgroupManager:
                 pass
             raise
 
-    def add(self, pid: int) -> None:
-        """Move ``pid`` into the container's cgroup in every hierarchy."""
+    def add(self, pid: int, *, except_v2: bool = False) -> None:
+        """Move ``pid`` into the container's cgroup in every hierarchy (but the
+        unified one with ``except_v2``: the process was born there, clone3)."""
         for h in self.hierarchies:
-            h.add(pid)
+            if not (except_v2 and h.version == 2):
+                h.add(pid)
+
+    def v2_dir(self) -> str | None:
+        """The container's directory in the unified hierarchy, if there is one
+        (the target of clone3's CLONE_INTO_CGROUP)."""
+        for h in self.hierarchies:
+            if h.version == 2:
+                return h.path
+        return None
 
     def apply(self, resources: dict[str, object] | None, *, sys: Syscalls | None = None,
               update: bool = False, prefix: str = "linux.resources") -> None:
@@ -285,7 +296,7 @@ def open_manager(cgroups_path: str | None, container_id: str, *, root: str = "/s
 
 
 def _inside(path: str, root: str) -> bool:
-    return path.startswith(root.rstrip("/") + "/") and os.path.normpath(path) == path
+    return path.startswith(root.rstrip("/") + "/") and normpath(path) == path
 
 
 def load_manager(paths: dict[str, str], *, root: str = "/sys/fs/cgroup") -> CgroupManager:

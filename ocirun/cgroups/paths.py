@@ -11,10 +11,11 @@ through ``cgroup.procs``, listing processes and removing what we created.
 from __future__ import annotations
 
 import errno
-import os
+import posix as os  # os's calls without its Python layer (posixpaths.py): a lean delete
 import time
 
 from ocirun.errors import CgroupError, ConfigError, NotSupportedError, oserror_text
+from ocirun.posixpaths import dirname, isdir
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -179,7 +180,7 @@ class Hierarchy:
         except FileExistsError:
             return []
         except FileNotFoundError:
-            parent = os.path.dirname(path)
+            parent = dirname(path)
             if self.mount is None or len(parent) <= len(self.mount.rstrip("/")):
                 raise CgroupError(f"create cgroup `{path}`: cgroup root `{parent}` does not exist",
                                   errno=errno.ENOENT) from None
@@ -240,7 +241,7 @@ class Hierarchy:
             raise CgroupError(f"list cgroup `{path}`: {oserror_text(e)}", errno=e.errno) from e
 
     def exists(self) -> bool:
-        return os.path.isdir(self.path)
+        return isdir(self.path)
 
     # freezing: overridden by the versions that can freeze
 
@@ -267,7 +268,7 @@ class Hierarchy:
             _rmdir(path, deadline)
             if path == top or len(path) <= len(top):
                 break
-            path = os.path.dirname(path)
+            path = dirname(path)
 
     def _descendants(self, path: str) -> list[str]:
         """Sub-cgroups below ``path``, deepest first (made by the container itself)."""

@@ -19,10 +19,10 @@ freezer (``cgroup.freeze``, kernel >= 5.2) and ``cgroup.kill`` (>= 5.14).
 from __future__ import annotations
 
 import errno
-import os
 
 from ocirun.cgroups.paths import Hierarchy, read_text, write_text
 from ocirun.errors import CgroupError
+from ocirun.posixpaths import dirname, exists, isdir, isfile
 
 FREEZE_TIMEOUT = 2.0
 
@@ -57,7 +57,7 @@ class Hierarchy2(Hierarchy):
         return False
 
     def can_freeze(self) -> bool:
-        return os.path.isfile(self.path + "/cgroup.freeze")
+        return isfile(self.path + "/cgroup.freeze")
 
     def is_frozen(self) -> bool:
         # Either asked to freeze (cgroup.freeze) or frozen through an ancestor
@@ -83,7 +83,7 @@ class Hierarchy2(Hierarchy):
         try:
             write_text(self.path + "/cgroup.kill", "1")
         except CgroupError as e:
-            if e.errno == errno.ENOENT and os.path.isdir(self.path):
+            if e.errno == errno.ENOENT and isdir(self.path):
                 return False  # kernel < 5.14
             if e.errno == errno.ENOENT:
                 return True  # the cgroup is gone, so are its processes
@@ -99,8 +99,8 @@ class Hierarchy2(Hierarchy):
             return self.mount.rstrip("/")
         path = self.path
         while True:
-            parent = os.path.dirname(path)
-            if parent == path or not os.path.exists(parent + "/cgroup.controllers"):
+            parent = dirname(path)
+            if parent == path or not exists(parent + "/cgroup.controllers"):
                 return path
             path = parent
 

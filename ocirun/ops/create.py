@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
     from ocirun.ops.hostside import HostSide
     from ocirun.plantypes import ContainerPlan, Handles
+    from ocirun.process.channel import Channel
+    from ocirun.process.nursery import Nursery
     from ocirun.syscalls.api import Syscalls
 
 
@@ -32,6 +34,7 @@ class CreateOptions:
         "console_socket",
         "no_new_keyring",
         "no_pivot",
+        "nursery",
         "pid_file",
         "preserve_fds",
         "rootless",
@@ -41,7 +44,7 @@ class CreateOptions:
                  console_socket: str | None = None, no_pivot: bool = False,
                  no_new_keyring: bool = False, preserve_fds: int = 0,
                  cgroup_root: str = "/sys/fs/cgroup", console_master: Any = None,
-                 rootless: bool = False) -> None:
+                 rootless: bool = False, nursery: Nursery | None = None) -> None:
         self.bundle = bundle
         # --rootless: only delegated cgroups, no device rules (ocirun/rootless.py)
         self.rootless = rootless
@@ -54,6 +57,9 @@ class CreateOptions:
         self.no_new_keyring = no_new_keyring
         self.preserve_fds = preserve_fds
         self.cgroup_root = cgroup_root
+        # process/nursery.py: forked by the command line before anything
+        # heavy was imported; create sends it the plan (None: create forks)
+        self.nursery = nursery
 
 
 def load_and_check(bundle: str) -> tuple[dict[str, Any], bytes]:
@@ -129,6 +135,16 @@ def open_handles(plan: ContainerPlan, sys: Syscalls) -> Handles:
 def create(store: StateStore, cid: str, opts: CreateOptions,
            sys: Syscalls | None = None) -> ContainerState:
     """Build the container; on return the init is parked before exec."""
+    try:
+        return _create(store, cid, opts, sys)
+    finally:
+        if opts.nursery is not None:
+            opts.nursery.close()  # unused (a failure, or too many fds): kill and reap it
+            opts.nursery = None
+
+
+def _create(store: StateStore, cid: str, opts: CreateOptions,
+            sys: Syscalls | None) -> ContainerState:
     from ocirun.process.parent import INIT, Launch, Rollback, launch
     from ocirun.state import validate_id
 
@@ -149,9 +165,7 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
     if sys is None:
         from ocirun.syscalls.linux import LinuxSyscalls
         sys = LinuxSyscalls()
-    from ocirun.process.init import preload, run_init
     from ocirun.process.intermediate import Entry
-    preload(plan)
     try:
         with Rollback() as rb:
             t = steps.begin()
@@ -196,15 +210,31 @@ def create(store: StateStore, cid: str, opts: CreateOptions,
                     if plan.hooks.get(phase):
                         run_hooks(plan.hooks[phase], state, phase, cwd=bundle)
 
-            entry = Entry(handles.join_fds, plan.ns, plan.time_offsets)
+            # Not from a user namespace: its root may lack rights on the host's
+            # cgroup, and clone3 fails that check after allocating the pid, which
+            # as pid 1 of a new pid namespace leaves it unable to fork (ENOMEM).
+            handles.cgroup_fd = -1 if plan.ns.in_userns else _cgroup_fd(mgr)
+            entry = Entry(handles.join_fds, plan.ns, plan.time_offsets,
+                          cgroup_fd=handles.cgroup_fd)
+            from ocirun.process.nursery import fits
+            nursery = opts.nursery if opts.nursery is not None and fits(handles) else None
+            if nursery is None:
+                from ocirun.process.init import preload
+                preload(plan)  # the children are forked from us
+
+            def final(chan: Channel) -> None:
+                from ocirun.process.init import run_init
+                run_init(plan, handles, chan, sys)
+
             try:
-                init_pid = launch(Launch(INIT, entry,
-                                         lambda chan: run_init(plan, handles, chan, sys),
+                init_pid = launch(Launch(INIT, entry, final,
                                          mgr=mgr, uid_map=plan.uid_map, gid_map=plan.gid_map,
                                          run_runtime_hooks=runtime_hooks,
                                          on_fds=lambda msg: take_fds(plan, msg, console),
                                          on_pid=None if host is None else
-                                         lambda pid: host.on_pid(pid, rb, sys)), rb, sys)
+                                         lambda pid: host.on_pid(pid, rb, sys),
+                                         nursery=None if nursery is None else
+                                         (nursery, plan, handles)), rb, sys)
             except ChildDiedError as e:
                 if plan.process.seccomp is None:
                     raise
@@ -309,6 +339,18 @@ def _cgroup(cid: str, spec: dict, root: str, rootless: bool = False):  # type: i
         return cgroup_manager(cid, spec, root)
     from ocirun.cgroups import open_manager
     return open_manager((spec.get("linux") or {}).get("cgroupsPath"), cid, root=root)
+
+
+def _cgroup_fd(mgr: Any) -> int:
+    """An O_PATH fd on the container's cgroup v2 directory, for clone3's
+    CLONE_INTO_CGROUP (process/intermediate.py I5); -1 without one."""
+    d = mgr.v2_dir() if mgr is not None else None
+    if d is None:
+        return -1
+    try:
+        return os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return -1  # the init is then moved by cgroup.procs, as on a v1 host
 
 
 def _write_file(path: str, data: bytes, mode: int) -> None:

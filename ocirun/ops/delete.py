@@ -9,10 +9,11 @@ warnings only.
 
 from __future__ import annotations
 
-import os
+import posix as os  # os's calls without its Python layer (posixpaths.py): a lean delete
 import select
 
 from ocirun import errors, log, steps
+from ocirun.posixpaths import exists, join
 from ocirun.state import STOPPED, ContainerState, StateStore
 
 
@@ -60,7 +61,7 @@ def destroy(store: StateStore, st: ContainerState) -> None:
         # they are the container's too.
         mgr.kill_all(9)
         mgr.destroy()
-    if os.path.exists(os.path.join(st.dir, "resctrl")):
+    if exists(join(st.dir, "resctrl")):
         from ocirun.ops.hostside import remove_rdt
         remove_rdt(st.dir)
     store.remove(st.id)

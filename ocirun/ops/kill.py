@@ -11,29 +11,17 @@ import _signal
 import os
 
 from ocirun import errors
+from ocirun.ground import signal_number
 from ocirun.state import ContainerState, StateStore
-
-
-def _signal_names() -> dict[str, int]:
-    return {n: getattr(_signal, n) for n in dir(_signal)
-            if n.startswith("SIG") and not n.startswith("SIG_") and n not in ("SIGRTMIN", "SIGRTMAX")}
 
 
 def parse_signal(text: str) -> int:
     """``9``, ``KILL``, ``SIGKILL``, ``sigkill`` (runc's forms); ``0`` is kill(2)'s
     liveness probe: nothing is delivered, only existence is checked."""
-    if text.isdigit():
-        n = int(text)
-        if 0 <= n <= 64:
-            return n
+    n = signal_number(text)
+    if n is None:
         raise errors.OciRunError(f"unknown signal {text!r}")
-    name = text.upper()
-    if not name.startswith("SIG"):
-        name = "SIG" + name
-    names = _signal_names()
-    if name in names:
-        return int(names[name])
-    raise errors.OciRunError(f"unknown signal {text!r}")
+    return n
 
 
 def signal_init(st: ContainerState, sig: int) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 from ocirun import jsonio
 from ocirun.errors import NotFoundError
+from ocirun.ground import format_list, owner_name
 from ocirun.state import StateStore
+
+__all__ = ["format_list", "list_states", "state_json"]
 
 
 def state_json(store: StateStore, cid: str) -> str:
@@ -14,22 +15,11 @@ def state_json(store: StateStore, cid: str) -> str:
     return jsonio.dumps(store.load(cid).oci_state(), indent=2)
 
 
-def _owner(path: str) -> str:
-    try:
-        uid = os.stat(path).st_uid
-    except OSError:
-        return ""
-    import pwd
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"#{uid}"
-
-
 def list_states(store: StateStore) -> tuple[list[dict[str, object]], list[str]]:
     """(state objects, load errors); entries that fail to load are skipped."""
     out: list[dict[str, object]] = []
     errs: list[str] = []
+    owners: dict[int, str] = {}
     for cid in store.list_ids():
         try:
             st = store.load(cid)
@@ -39,18 +29,8 @@ def list_states(store: StateStore) -> tuple[list[dict[str, object]], list[str]]:
             errs.append(f"{cid}: {e}")
             continue
         doc = st.oci_state()
-        doc["owner"] = _owner(st.dir)
+        doc["owner"] = owner_name(st.dir, owners)
         out.append(doc)
     return out, errs
 
 
-def format_list(states: list[dict[str, object]], fmt: str, quiet: bool) -> str:
-    if quiet:
-        return "".join(f"{s['id']}\n" for s in states)
-    if fmt == "json":
-        return (jsonio.dumps(states) if states else "null") + "\n"
-    rows = [("ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER")]
-    rows += [(str(s["id"]), str(s["pid"]), str(s["status"]), str(s["bundle"]),
-              str(s["created"]), str(s["owner"])) for s in states]
-    widths = [max(len(r[i]) for r in rows) for i in range(6)]
-    return "".join("   ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() + "\n" for r in rows)

@@ -12,9 +12,8 @@ container and fails start.
 from __future__ import annotations
 
 import os
-import select
 
-from ocirun import errors, steps
+from ocirun import errors, ground, steps
 from ocirun.state import RUNNING, ContainerState, StateStore
 
 
@@ -46,65 +45,9 @@ def start(store: StateStore, cid: str) -> ContainerState:
 
 
 def release_init(st: ContainerState) -> None:
-    try:
-        fifo = os.open(st.fifo_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise errors.StateError("cannot start an already running container") from None
-    try:
-        pidfd = os.pidfd_open(st.pid)
-    except ProcessLookupError:
-        os.close(fifo)
-        raise errors.StateError("cannot start a container that has stopped") from None
-    try:
-        data = _read_until_exec(fifo, pidfd)
-    finally:
-        os.close(pidfd)
-        os.close(fifo)
-    try:
-        os.unlink(st.fifo_path)
-    except FileNotFoundError:
-        pass
-    if not data:
-        raise errors.StateError("container process is already dead")
-    if len(data) > 1:
-        code, _, rest = data[1:].decode(errors="replace").partition(":")
-        errno_s, _, msg = rest.partition(":")
-        cls = errors.CODES.get(code, errors.ExecError)
-        raise cls(msg, errno=int(errno_s) if errno_s.isdigit() else None, stage="start")
-
-
-def _read_until_exec(fifo: int, pidfd: int) -> bytes:
-    """Bytes written by the init before its write end closed (exec or death)."""
-    p = select.poll()
-    p.register(fifo, select.POLLIN)
-    p.register(pidfd, select.POLLIN)
-    data = b""
-    init_dead = False
-    while True:
-        events = dict(p.poll())
-        if events.get(fifo):
-            while True:
-                try:
-                    chunk = os.read(fifo, 4096)
-                except BlockingIOError:
-                    break
-                if not chunk:
-                    return data  # every writer gone: exec'd (or died)
-                data += chunk
-        if events.get(pidfd):
-            if init_dead:
-                return data
-            # The init died: drain what it may have written, then stop
-            # (POLLHUP may never come if it died before opening the FIFO).
-            init_dead = True
-            p.unregister(pidfd)
-            p.register(fifo, select.POLLIN)
-            if not events.get(fifo):
-                try:
-                    data += os.read(fifo, 4096)
-                except BlockingIOError:
-                    pass
-                return data
+    """ground.release_init: the one implementation (the launcher's fast path
+    uses it too)."""
+    ground.release_init(st.fifo_path, st.pid)
 
 
 def run_poststart(st: ContainerState) -> None:

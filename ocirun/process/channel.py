@@ -15,7 +15,7 @@ why it died: that message is read and raised instead of a bare "child died".
 from __future__ import annotations
 
 import _socket
-import os
+import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
 import sys
 
 from ocirun import errors, jsonio, log
@@ -23,7 +23,7 @@ from ocirun import errors, jsonio, log
 # One datagram; plans never cross the channel (the children inherit them), so
 # messages stay small.
 MAX_MESSAGE = 65536
-MAX_FDS = 16
+MAX_FDS = 253  # SCM_MAX_FD: the nursery's launch carries every bind source's fd
 _FD_SIZE = 4  # sizeof(int)
 
 

@@ -7,11 +7,12 @@ that no parent clean-up (atexit, buffered files) runs twice.
 
 from __future__ import annotations
 
-import os
+import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import NoReturn
 
     from ocirun.process.channel import Channel
     from ocirun.syscalls.api import Syscalls
@@ -56,6 +57,31 @@ def spawn(fn: Callable[[], None], chan: Channel, close_fds: tuple[int, ...], sta
     pid = sys.fork()
     if pid:
         return pid
+    _child(fn, chan, close_fds, stage)
+
+
+def spawn_in_cgroup(fn: Callable[[], None], chan: Channel, close_fds: tuple[int, ...],
+                    stage: str, sys: Syscalls, cgroup_fd: int) -> tuple[int, bool]:
+    """:func:`spawn`, the child born in the cgroup v2 directory ``cgroup_fd``
+    (clone3 with CLONE_INTO_CGROUP); (pid, True).  Where the kernel or the
+    cgroup refuses (no clone3 before Linux 5.7), a plain fork: (pid, False),
+    the caller moves it.
+    Callers in a user namespace do not use it: a cgroup permission failure
+    comes after the pid is allocated, and pid 1 of a new pid namespace
+    allocated and freed leaves that namespace unable to fork at all."""
+    try:
+        pid = sys.clone_into_cgroup(cgroup_fd)
+        born = True
+    except OSError:
+        pid = sys.fork()
+        born = False
+    if pid:
+        return pid, born
+    _child(fn, chan, close_fds, stage)
+
+
+def _child(fn: Callable[[], None], chan: Channel, close_fds: tuple[int, ...],
+           stage: str) -> NoReturn:
     code = 1
     try:
         _default_signals()

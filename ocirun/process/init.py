@@ -31,7 +31,7 @@ to the parent over the channel before ``ready``, through the exec FIFO after.
 
 from __future__ import annotations
 
-import os
+import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
 
 from ocirun import steps
 from ocirun.errors import OciRunError, SyscallError

@@ -16,12 +16,14 @@ in specs/sync-protocol.md:
   I4 unshare the other new namespaces (not cgroup: the init does that once
      it is in its cgroup); write the time namespace offsets;
   I5 fork the final process (pid 1 of a new pid namespace, or a member of
-     the joined one), send its pid, exit.
+     the joined one), born in the container's cgroup v2 directory where
+     the host has one (clone3 CLONE_INTO_CGROUP: no migration and no RCU
+     wait in the runtime's cgroup.procs write), send its pid, exit.
 """
 
 from __future__ import annotations
 
-import os
+import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
 
 from ocirun import steps
 from ocirun.errors import SyscallError
@@ -39,14 +41,18 @@ if TYPE_CHECKING:
 class Entry:
     """What the intermediate enters: fds to setns into, namespaces to create."""
 
-    __slots__ = ("cpus", "join_fds", "ns", "time_offsets")
+    __slots__ = ("cgroup_fd", "cpus", "join_fds", "ns", "time_offsets")
 
     def __init__(self, join_fds: list[tuple[int, int]], ns: NamespacePlan | None = None,
-                 time_offsets: bytes = b"", cpus: tuple[int, ...] | None = None) -> None:
+                 time_offsets: bytes = b"", cpus: tuple[int, ...] | None = None,
+                 cgroup_fd: int = -1) -> None:
         self.join_fds = join_fds  # (fd, CLONE_NEW*) in join order
         self.ns = ns  # new namespaces (None: join only)
         self.time_offsets = time_offsets
         self.cpus = cpus  # execCPUAffinity.initial (None: every CPU)
+        # the container's cgroup v2 directory: the final process is born there
+        # (clone3 CLONE_INTO_CGROUP), so the runtime need not move it (-1: none)
+        self.cgroup_fd = cgroup_fd
 
 
 def debug_sink(chan: Channel) -> Callable[[str], None] | None:
@@ -100,8 +106,12 @@ def run_intermediate(entry: Entry, chan: Channel, sys: api.Syscalls,
         _write_time_offsets(entry.time_offsets)
     steps.end("I4", "new namespaces", t)
     t = steps.begin()
-    pid = fork.spawn(final, chan, (), stage, sys)                        # I5
-    chan.send("init_pid", pid=pid)
+    born = False
+    if entry.cgroup_fd >= 0:                                             # I5
+        pid, born = fork.spawn_in_cgroup(final, chan, (), stage, sys, entry.cgroup_fd)
+    else:
+        pid = fork.spawn(final, chan, (), stage, sys)
+    chan.send("init_pid", pid=pid, in_cgroup=born)
     steps.end("I5", "fork the final process", t)
 
 

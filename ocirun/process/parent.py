@@ -37,8 +37,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from ocirun.cgroups import CgroupManager
+    from ocirun.plantypes import ContainerPlan, Handles
     from ocirun.process.channel import Channel
     from ocirun.process.intermediate import Entry
+    from ocirun.process.nursery import Nursery
 
 INIT = "init"
 TENANT = "tenant"
@@ -99,14 +101,15 @@ def describe_exit(pid: int) -> str:
 class Launch:
     """One launch: what to start and how the parent answers its requests."""
 
-    __slots__ = ("direct", "entry", "final", "gid_map", "kind", "mgr", "on_fds", "on_pid",
-                 "run_runtime_hooks", "uid_map")
+    __slots__ = ("direct", "entry", "final", "gid_map", "kind", "mgr", "nursery", "on_fds",
+                 "on_pid", "run_runtime_hooks", "uid_map")
 
     def __init__(self, kind: str, entry: Entry, final: Callable[[Channel], None], *,
                  mgr: CgroupManager | None = None, uid_map: bytes = b"", gid_map: bytes = b"",
                  run_runtime_hooks: Callable[[int], None] | None = None,
                  on_fds: Callable[[dict[str, object]], None] | None = None,
-                 on_pid: Callable[[int], None] | None = None, direct: bool = False) -> None:
+                 on_pid: Callable[[int], None] | None = None, direct: bool = False,
+                 nursery: tuple[Nursery, ContainerPlan, Handles] | None = None) -> None:
         self.kind = kind
         self.entry = entry
         self.final = final  # runs in the final process, given the child channel
@@ -124,6 +127,10 @@ class Launch:
         # can_fork_direct): no intermediate, the runtime forks the process
         # straight into the container's pid namespace (tenant.fork_direct).
         self.direct = direct
+        # INIT: a nursery (process/nursery.py) forked before the config was
+        # read becomes the intermediate, sent this plan and these handles,
+        # instead of a child forked now (whose init would carry our heap).
+        self.nursery = nursery
 
 
 def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
@@ -139,24 +146,33 @@ def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
     sys.prctl(api.PR_SET_CHILD_SUBREAPER, 1)                                   # P1
     steps.end("P1", "subreaper", t)
     t = steps.begin()
-    chan, child_chan, parent_fds = channel.pair()
-    rb.push(chan.close)
-    import gc
-    gc.freeze()  # keep the children's copy-on-write pages shared
     stage = "init" if spec.kind == INIT else "exec"
     pid: int = 0
     inter = 0
-    if spec.direct and spec.kind == TENANT:
-        from ocirun.process.tenant import fork_direct
-        pid = fork_direct(spec.entry, child_chan, parent_fds,
-                          lambda: spec.final(child_chan), sys)                 # P2
-        rb.push(lambda: kill_and_reap(pid))
-    else:
-        inter = fork.spawn(lambda: run_intermediate(spec.entry, child_chan, sys,
-                                                    lambda: spec.final(child_chan), stage),
-                           child_chan, parent_fds, "intermediate", sys)        # P2
+    if spec.nursery is not None:
+        from ocirun.process import nursery
+        n, plan, handles = spec.nursery
+        chan, inter = n.chan, n.pid
+        n.pid = 0  # the launch owns it now: the rollback below kills it
+        rb.push(chan.close)
         rb.push(lambda: kill_and_reap(inter))
-    child_chan.close()
+        nursery.launch(n, plan, handles, spec.entry, stage)                    # P2
+    else:
+        chan, child_chan, parent_fds = channel.pair()
+        rb.push(chan.close)
+        import gc
+        gc.freeze()  # keep the children's copy-on-write pages shared
+        if spec.direct and spec.kind == TENANT:
+            from ocirun.process.tenant import fork_direct
+            pid = fork_direct(spec.entry, child_chan, parent_fds,
+                              lambda: spec.final(child_chan), sys)             # P2
+            rb.push(lambda: kill_and_reap(pid))
+        else:
+            inter = fork.spawn(lambda: run_intermediate(spec.entry, child_chan, sys,
+                                                        lambda: spec.final(child_chan), stage),
+                               child_chan, parent_fds, "intermediate", sys)    # P2
+            rb.push(lambda: kill_and_reap(inter))
+        child_chan.close()
     try:
         msg = {"type": "init_pid", "pid": pid} if pid else chan.expect(
             "userns_map_request", "init_pid")
@@ -178,7 +194,8 @@ def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
             os.waitpid(inter, 0)                                               # P3
         if spec.mgr is not None:
             try:
-                spec.mgr.add(pid)
+                # born there by clone3 (I5): only v1 hierarchies are left to join
+                spec.mgr.add(pid, except_v2=bool(msg.get("in_cgroup")))
             except OciRunError:
                 # A tenant does its process step meanwhile: if it died of an
                 # error, that error is the one to report, not the cgroup's.

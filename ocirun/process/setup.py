@@ -40,10 +40,11 @@ The runtime's own modules must be imported before the root is switched
 from __future__ import annotations
 
 import errno as _errno
-import os
+import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
 
 from ocirun import steps
 from ocirun.errors import ExecError, SyscallError, oserror_text
+from ocirun.posixpaths import fsdecode, join, makedirs
 from ocirun.syscalls import api
 
 TYPE_CHECKING = False
@@ -116,7 +117,7 @@ def set_no_new_privs(p: ProcessPlan, sys: api.Syscalls) -> None:              # 
 def enter_cwd_early(p: ProcessPlan) -> bool:                                   # S5
     """chdir as root; True when it must be retried as the container user."""
     try:
-        os.makedirs(p.cwd, mode=0o755, exist_ok=True)
+        makedirs(p.cwd, mode=0o755, exist_ok=True)
     except OSError:
         pass  # the chdir reports the real problem
     try:
@@ -200,7 +201,7 @@ def find_executable(args: tuple[str, ...], env: tuple[str, ...]) -> str:      # 
         candidates = [name]
     else:
         path = next((e[5:] for e in reversed(env) if e.startswith("PATH=")), "")
-        candidates = [os.path.join(d or ".", name) for d in path.split(":")] if path else []
+        candidates = [join(d or ".", name) for d in path.split(":")] if path else []
     denied = None
     for c in candidates:
         try:
@@ -295,7 +296,7 @@ def _shebang(path: str) -> str | None:
     if not head.startswith(b"#!"):
         return None
     words = head[2:].split(b"\n", 1)[0].split()
-    return os.fsdecode(words[0]) if words else None
+    return fsdecode(words[0]) if words else None
 
 
 def refuse_runtime_binary(exe: str) -> None:                                  # S10

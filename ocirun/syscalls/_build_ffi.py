@@ -25,7 +25,6 @@ go stale, so:
 
 from __future__ import annotations
 
-import os
 import sys
 
 TYPE_CHECKING = False  # avoids importing typing (~8 ms cold); mypy still honours it
@@ -164,7 +163,7 @@ def generate() -> str:
     with tempfile.TemporaryDirectory() as tmp:
         # emit_python_code writes exactly one file, at the path we choose, instead
         # of compile()'s package-directory layout.
-        path = os.path.join(tmp, "_ffi_out.py")
+        path = tmp + "/_ffi_out.py"
         with contextlib.redirect_stdout(io.StringIO()):  # cffi says "generating ..."
             ffi.emit_python_code(path)
         with open(path, encoding="utf-8") as f:
@@ -174,6 +173,7 @@ def generate() -> str:
 
 
 def target_path(target_dir: str | None = None) -> str:
+    import os  # here, not at the top: the waiting init imports CDEF and nothing of os
     here = os.path.dirname(os.path.abspath(__file__))
     return os.path.join(target_dir or here, "_ffi_out.py")
 
@@ -214,6 +214,7 @@ def describe(ffi: cffi.FFI) -> dict[str, object]:
 def problems(path: str | None = None) -> list[str]:
     """Why the module at ``path`` (default: the committed one) does not match :data:`CDEF`."""
     import importlib.util
+    import os
 
     path = path or target_path()
     if not os.path.isfile(path):

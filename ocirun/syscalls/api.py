@@ -176,6 +176,11 @@ class Syscalls(Protocol):
     def fork(self) -> int:
         """fork(2), through the seam so that tests can see (and forbid) it."""
 
+    def clone_into_cgroup(self, cgroup_fd: int) -> int:
+        """fork(2) as clone3(2) with CLONE_INTO_CGROUP: the child starts in the
+        cgroup v2 directory ``cgroup_fd`` (no migration, no cgroup.procs write).
+        Raises OSError when the kernel or the cgroup refuses (callers fork)."""
+
     # bpf(2), for the cgroup v2 device filter (cgroups/devices.py)
 
     def bpf_prog_load(self, prog_type: int, insns: bytes, license: str,

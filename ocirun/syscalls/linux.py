@@ -7,8 +7,9 @@ so callers handle one exception type, as with the ``os`` module.
 
 from __future__ import annotations
 
-import os
+import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
 
+from ocirun.posixpaths import fsencode
 from ocirun.syscalls import api
 from ocirun.syscalls._ffi import NR, ffi, lib
 from ocirun.syscalls.api import (
@@ -31,7 +32,11 @@ def _raise(path: str | None = None) -> None:
 
 def _cstr(s: str | None) -> object:
     # NULL rather than "" where the kernel distinguishes them (mount data).
-    return ffi.NULL if s is None else os.fsencode(s)
+    return ffi.NULL if s is None else fsencode(s)
+
+
+CLONE_INTO_CGROUP = 0x200000000
+_SIGCHLD = 17  # the same number on every architecture this seam knows
 
 
 def _nr(name: str) -> int:
@@ -83,13 +88,13 @@ class LinuxSyscalls:
             _raise(target)
 
     def umount2(self, target: str, flags: int) -> None:
-        if lib.umount2(os.fsencode(target), flags) != 0:
+        if lib.umount2(fsencode(target), flags) != 0:
             _raise(target)
 
     def pivot_root(self, new_root: str, put_old: str) -> None:
         # glibc has no wrapper for pivot_root(2).
-        rc = lib.syscall(_nr("pivot_root"), ffi.new("char[]", os.fsencode(new_root)),
-                         ffi.new("char[]", os.fsencode(put_old)))
+        rc = lib.syscall(_nr("pivot_root"), ffi.new("char[]", fsencode(new_root)),
+                         ffi.new("char[]", fsencode(put_old)))
         if rc != 0:
             _raise(new_root)
 
@@ -150,7 +155,7 @@ class LinuxSyscalls:
             "attr_set": attr_set, "attr_clr": attr_clr,
             "propagation": propagation, "userns_fd": userns_fd})
         rc = lib.syscall(_nr("mount_setattr"), ffi.cast("int", dirfd),
-                         ffi.new("char[]", os.fsencode(path)), ffi.cast("unsigned int", flags),
+                         ffi.new("char[]", fsencode(path)), ffi.cast("unsigned int", flags),
                          attr, ffi.cast("size_t", ffi.sizeof("struct mount_attr")))
         if rc != 0:
             _raise(path)
@@ -176,7 +181,7 @@ class LinuxSyscalls:
 
     def open_tree(self, dirfd: int, path: str, flags: int) -> int:
         rc = int(lib.syscall(_nr("open_tree"), ffi.cast("int", dirfd),
-                             ffi.new("char[]", os.fsencode(path)), ffi.cast("unsigned int", flags)))
+                             ffi.new("char[]", fsencode(path)), ffi.cast("unsigned int", flags)))
         if rc < 0:
             _raise(path)
         return rc
@@ -184,13 +189,29 @@ class LinuxSyscalls:
     def move_mount(self, from_dirfd: int, from_path: str, to_dirfd: int, to_path: str,
                    flags: int) -> None:
         rc = lib.syscall(_nr("move_mount"), ffi.cast("int", from_dirfd),
-                         ffi.new("char[]", os.fsencode(from_path)), ffi.cast("int", to_dirfd),
-                         ffi.new("char[]", os.fsencode(to_path)), ffi.cast("unsigned int", flags))
+                         ffi.new("char[]", fsencode(from_path)), ffi.cast("int", to_dirfd),
+                         ffi.new("char[]", fsencode(to_path)), ffi.cast("unsigned int", flags))
         if rc != 0:
             _raise(to_path)
 
     def fork(self) -> int:
         return os.fork()
+
+    def clone_into_cgroup(self, cgroup_fd: int) -> int:
+        # struct clone_args (88 bytes, CLONE_ARGS_SIZE_VER2): flags, pidfd,
+        # child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
+        # set_tid_size, cgroup.  No stack: like fork, the child goes on with a
+        # copy of ours, back into Python.  What os.fork adds around fork(2)
+        # (PyOS_AfterFork_Child) resets state of other threads, of the import
+        # lock and of at-fork hooks; the runtime's children have none of those
+        # (ARCHITECTURE rule 6: one thread), and they never use the thread
+        # id glibc cached in the parent.
+        args = ffi.new("uint64_t[11]", [CLONE_INTO_CGROUP, 0, 0, 0, _SIGCHLD, 0, 0, 0, 0, 0,
+                                        cgroup_fd])
+        rc = int(lib.syscall(_nr("clone3"), ffi.cast("void *", args), ffi.cast("size_t", 88)))
+        if rc < 0:
+            _raise()
+        return rc
 
     def bpf_prog_load(self, prog_type: int, insns: bytes, license: str,
                       log_size: int = 0) -> int:

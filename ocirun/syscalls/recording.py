@@ -171,6 +171,12 @@ class RecordingSyscalls:
     def bpf_prog_detach(self, target_fd: int, prog_fd: int, attach_type: int) -> None:
         self._record("bpf_prog_detach", target_fd, prog_fd, attach_type)
 
+    def clone_into_cgroup(self, cgroup_fd: int) -> int:
+        self._record("clone_into_cgroup", cgroup_fd)
+        if self.fork_result is None:
+            raise AssertionError("RecordingSyscalls.clone_into_cgroup: the code under test forked")
+        return self.fork_result
+
     def bpf_prog_query(self, target_fd: int, attach_type: int) -> tuple[int, list[int]]:
         self._record("bpf_prog_query", target_fd, attach_type)
         return self.bpf_progs

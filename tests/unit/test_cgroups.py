@@ -297,7 +297,7 @@ def test_destroy_retries_ebusy(hybrid: FakeHost, monkeypatch: pytest.MonkeyPatch
             raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), path)
         real(path)
 
-    monkeypatch.setattr(os, "rmdir", busy_twice)
+    monkeypatch.setattr(paths.os, "rmdir", busy_twice)  # posix: the module's os
     m.destroy()
     assert fails["n"] == 2 and not os.path.exists(m.paths()["memory"])
 
@@ -312,7 +312,7 @@ def test_destroy_gives_up_after_timeout(hybrid: FakeHost, monkeypatch: pytest.Mo
             raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), path)
         real(path)
 
-    monkeypatch.setattr(os, "rmdir", always_busy)
+    monkeypatch.setattr(paths.os, "rmdir", always_busy)  # posix: the module's os
     monkeypatch.setattr(cg, "RMDIR_TIMEOUT", 0.05)
     with pytest.raises(CgroupError, match=r"remove cgroup `.*/memory/c1`: Device or resource busy"):
         m.destroy()

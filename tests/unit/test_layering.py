@@ -18,6 +18,10 @@ LEVELS = [
 # issue 13's modules: scheduling, NUMA policy, Intel RDT, id-mapped mounts,
 # network devices, CRIU (a line of their own, so merges stay easy)
 LEVELS[1] += ("sched", "mempolicy", "resctrl", "netdev", "criu")
+# issue 11: the os-free ground floor of state derivation, and the launcher's
+# fast path above everything (it falls back to cli)
+LEVELS[0] += ("ground", "posixpaths", "plainargs")
+LEVELS[4] += ("quick", "launcher")
 # issue 8: rootless mode (it builds on cgroups)
 LEVELS[2] += ("rootless",)
 

@@ -1,0 +1,243 @@
+"""The nursery: a lean child forked before the config is read, later the intermediate.
+
+A forked child shares its parent's heap, and ``RssAnon`` counts every page of
+it: an init forked after the runtime loaded the schema, the meaning checks,
+the planner and the cgroup code, and parsed the config, carries all of that
+while it waits for ``start`` (about 5 MiB against runc's 1.8).  So ``create``
+and ``run`` fork the nursery first, from the command line's few modules.  It
+imports what the children run (the process step, rootfs, the syscall seam)
+while the runtime loads and checks the config on the other CPU, then waits.
+When the runtime is ready to launch it sends the container plan (as
+process/wire.py bytes in a memfd) and the launch's fds over the sync channel,
+and the nursery goes on exactly as a freshly forked intermediate (I1-I5), its
+init forked from this lean heap.
+
+The nursery holds nothing of the container until ``launch``: no namespace,
+mount, cgroup or state.  Any failure before that kills and reaps it (the
+runtime's rollback, or :meth:`Nursery.close`); a runtime that dies leaves it
+an EOF on the channel, and it exits.  It runs in a process group of its
+own, so a terminal's ^C meant for ``run`` (which forwards it to the
+container) does not kill it; the init leaves that group with setsid (N2).
+
+Steps: I0 (in the nursery, before the plan arrives): import the child side.
+"""
+
+from __future__ import annotations
+
+import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
+from time import monotonic_ns as _monotonic_ns
+
+from ocirun import steps
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ocirun.plantypes import ContainerPlan, Handles
+    from ocirun.process.channel import Channel
+    from ocirun.process.intermediate import Entry
+    from ocirun.syscalls.api import Syscalls
+
+# what every launch runs in the children (process/init.py ``preload`` adds
+# the modules a particular plan needs)
+CHILD_SIDE = ("ocirun.process.init", "ocirun.process.intermediate", "ocirun.process.setup",
+              "ocirun.process.wire", "ocirun.capabilities", "ocirun.namespaces",
+              "ocirun.pathres", "ocirun.rlimits", "ocirun.rootfs", "ocirun.sched",
+              "ocirun.user", "ocirun.syscalls.linux")
+
+
+class Nursery:
+    """The runtime's handle on its nursery: the pid and the sync channel."""
+
+    __slots__ = ("chan", "pid")
+
+    def __init__(self, pid: int, chan: Channel) -> None:
+        self.pid = pid
+        self.chan = chan
+
+    def close(self) -> None:
+        """Kill and reap it: it was never used (create failed first)."""
+        if self.pid:
+            try:
+                os.kill(self.pid, 9)
+                os.waitpid(self.pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+            self.pid = 0
+        self.chan.close()
+
+
+_early: list[Nursery] = []
+
+
+def start_early() -> None:
+    """Fork the nursery from the launcher (quick.launch), before even the
+    command line is imported; ``create``/``run`` take it with :func:`take`.
+    The launcher discards it (:func:`discard`) if the command never does."""
+    from ocirun.syscalls.linux import LinuxSyscalls
+    n = start(LinuxSyscalls())
+    if n is not None:
+        _early.append(n)
+
+
+def take() -> Nursery | None:
+    return _early.pop() if _early else None
+
+
+def discard() -> None:
+    while _early:
+        _early.pop().close()
+
+
+def start(sys: Syscalls) -> Nursery | None:
+    """Fork the nursery; None when it cannot be (create then forks its
+    intermediate itself, later, as a library caller's create does)."""
+    from ocirun.process import channel, fork
+    chan, child_chan, parent_fds = channel.pair()
+    try:
+        pid = fork.spawn(lambda: _serve(child_chan), child_chan, parent_fds, "nursery", sys)
+    except OSError:
+        chan.close()
+        child_chan.close()
+        return None
+    child_chan.close()
+    return Nursery(pid, chan)
+
+
+def fits(handles: Handles) -> bool:
+    """The launch's fds fit in one message (else create forks its own intermediate)."""
+    from ocirun.process.channel import MAX_FDS
+    return len(handles.all_fds()) < MAX_FDS
+
+
+def launch(n: Nursery, plan: ContainerPlan, handles: Handles, entry: Entry, stage: str) -> None:
+    """Send the launch: the plan, and the fds of ``handles`` and ``entry``."""
+    from ocirun.process import wire
+    fds: list[int] = []
+    index: dict[int, int] = {}
+
+    def ref(fd: int) -> int:
+        if fd < 0:
+            return -1
+        if fd not in index:
+            index[fd] = len(fds)
+            fds.append(fd)
+        return index[fd]
+
+    body = wire.dumps({
+        "plan": plan, "stage": stage, "fifo": ref(handles.fifo_fd),
+        "cgroup": ref(entry.cgroup_fd),
+        "mounts": {i: ref(fd) for i, fd in handles.mount_fds.items()},
+        "joins": [(ref(fd), kind) for fd, kind in handles.join_fds],
+        "entry_joins": [(ref(fd), kind) for fd, kind in entry.join_fds],
+        "ns": entry.ns, "time_offsets": entry.time_offsets, "cpus": entry.cpus})
+    blob = os.memfd_create("ocirun-plan", os.MFD_CLOEXEC)
+    try:
+        os.write(blob, body)
+        n.chan.send("launch", fds=[blob, *fds], size=len(body))
+    finally:
+        os.close(blob)
+
+
+# A grace period lasts a few to ~20 ms; keep re-entering well within one.
+_REJOIN_MS = 3
+
+
+def _own_v1_procs() -> str | None:
+    """``cgroup.procs`` of our own cgroup in a v1 hierarchy; None on a pure v2
+    host (there the init is born in its cgroup, clone3 CLONE_INTO_CGROUP).
+
+    Why: every write to a cgroup.procs takes the kernel's global
+    cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period
+    (~5-20 ms) unless another writer left it less than a grace period ago.
+    The runtime's first write at P3 (the init into the v1 hierarchies) is on
+    the critical path: the init waits for it before mounting cgroups.  Moving
+    ourselves to the cgroup we are already in (a no-op) pays that wait here,
+    in parallel with the runtime's config work, and repeating it every few
+    ms until the launch keeps the runtime's write from waiting again."""
+    try:
+        with open("/proc/self/cgroup", "rb") as f:
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, ctrls, path = line.split(":", 2)
+        if not ctrls:
+            continue  # the unified hierarchy
+        d = ctrls.removeprefix("name=")
+        procs = f"/sys/fs/cgroup/{d}{path.rstrip('/')}/cgroup.procs"
+        try:
+            os.stat(procs)
+        except OSError:
+            continue
+        return procs
+    return None
+
+
+def _rejoin(procs: str) -> None:
+    try:
+        fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, str(os.getpid()).encode())
+        finally:
+            os.close(fd)
+    except OSError:
+        pass  # not ours to write (a nested runtime): the runtime's write waits instead
+
+
+def _wait_for_launch(chan: Channel, warm: str | None) -> dict[str, object]:
+    if warm is not None:
+        import select
+        p = select.poll()
+        p.register(chan.fileno(), select.POLLIN)
+        while not p.poll(_REJOIN_MS):
+            _rejoin(warm)
+    return chan.expect("launch")
+
+
+def _serve(chan: Channel) -> None:
+    """The nursery's life: imports, the launch message, then the intermediate."""
+    from ocirun.process.intermediate import debug_sink
+    steps.in_child("intermediate", debug_sink(chan))
+    os.setpgid(0, 0)
+    t = steps.begin()
+    # The first write waits a whole grace period holding the kernel's
+    # cgroup_mutex, which the runtime's mkdirs (C4) need: done first, it is
+    # over long before the runtime gets there; the imports keep it warm.
+    warm = _own_v1_procs()
+    if warm is not None:
+        _rejoin(warm)
+    last = _monotonic_ns()
+    for name in CHILD_SIDE:
+        __import__(name)
+        if warm is not None and _monotonic_ns() - last >= _REJOIN_MS * 1_000_000:
+            _rejoin(warm)
+            last = _monotonic_ns()
+    steps.end("I0", "nursery: the cgroup move's grace period; import the child side", t)
+    msg = _wait_for_launch(chan, warm)
+    from ocirun.plantypes import Handles
+    from ocirun.process import wire
+    from ocirun.process.init import preload, run_init
+    from ocirun.process.intermediate import Entry, run_intermediate
+    from ocirun.syscalls.linux import LinuxSyscalls
+    got: list[int] = msg["fds"]  # type: ignore[assignment]
+    blob, fds = got[0], got[1:]
+    try:
+        size = int(msg["size"])  # type: ignore[call-overload]
+        body = os.pread(blob, size, 0)
+    finally:
+        os.close(blob)
+    d: dict[str, object] = wire.loads(body)  # type: ignore[assignment]
+
+    def fd(i: int) -> int:
+        return fds[i] if i >= 0 else -1
+
+    plan: ContainerPlan = d["plan"]  # type: ignore[assignment]
+    handles = Handles()
+    handles.fifo_fd = fd(d["fifo"])  # type: ignore[arg-type]
+    handles.mount_fds = {i: fd(r) for i, r in d["mounts"].items()}  # type: ignore[attr-defined]
+    handles.join_fds = [(fd(r), kind) for r, kind in d["joins"]]  # type: ignore[attr-defined]
+    entry = Entry([(fd(r), kind) for r, kind in d["entry_joins"]],  # type: ignore[attr-defined]
+                  d["ns"], d["time_offsets"], d["cpus"], fd(d["cgroup"]))  # type: ignore[arg-type]
+    preload(plan)
+    sys = LinuxSyscalls()
+    run_intermediate(entry, chan, sys, lambda: run_init(plan, handles, chan, sys),
+                     str(d["stage"]))
