@@ -5,6 +5,7 @@ cgroup v2 host)."""
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 from ocirun.process import fork
 from ocirun.syscalls.recording import RecordingSyscalls
@@ -27,3 +28,16 @@ def test_falls_back_to_fork() -> None:
         sys.fork_result = 4242
         assert fork.spawn_in_cgroup(lambda: None, None, (), "init", sys, 7) == (4242, False)  # type: ignore[arg-type]
         assert _names(sys) == ["clone_into_cgroup", "fork"]
+
+
+def test_a_full_pids_cgroup_is_not_cloned_into(tmp_path: Any) -> None:
+    """pids.limit 0 (or a joined cgroup at its limit): clone3 would fail after
+    allocating the pid, killing a new pid namespace; create takes the plain
+    fork and the cgroup.procs move instead (the VM's cg-pids-zero found it)."""
+    from ocirun.ops.create import _pids_full
+    assert not _pids_full(str(tmp_path))  # no pids controller
+    for limit, current, full in ((b"max\n", b"3\n", False), (b"0\n", b"0\n", True),
+                                 (b"1\n", b"0\n", False), (b"2\n", b"2\n", True)):
+        (tmp_path / "pids.max").write_bytes(limit)
+        (tmp_path / "pids.current").write_bytes(current)
+        assert _pids_full(str(tmp_path)) is full, (limit, current)
