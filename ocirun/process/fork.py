@@ -72,8 +72,15 @@ def spawn_in_cgroup(fn: Callable[[], None], chan: Channel, close_fds: tuple[int,
     try:
         pid = sys.clone_into_cgroup(cgroup_fd)
         born = True
-    except OSError:
-        pid = sys.fork()
+    except OSError as e:
+        try:
+            pid = sys.fork()
+        except OSError as f:
+            # Most likely the case above that slipped through: a new pid
+            # namespace whose first pid clone3 took and gave back.  Name the
+            # first failure, not only the ENOMEM it left behind.
+            raise OSError(f.errno, f"{f.strerror} (after clone3 into the container's "
+                                   f"cgroup failed: {e.strerror})") from e
         born = False
     if pid:
         return pid, born

@@ -41,3 +41,15 @@ def test_a_full_pids_cgroup_is_not_cloned_into(tmp_path: Any) -> None:
         (tmp_path / "pids.max").write_bytes(limit)
         (tmp_path / "pids.current").write_bytes(current)
         assert _pids_full(str(tmp_path)) is full, (limit, current)
+
+
+def test_a_fork_failing_after_clone3_names_both() -> None:
+    sys = RecordingSyscalls({"clone_into_cgroup": errno.EAGAIN, "fork": errno.ENOMEM})
+    try:
+        fork.spawn_in_cgroup(lambda: None, None, (), "init", sys, 7)  # type: ignore[arg-type]
+    except OSError as e:
+        assert e.errno == errno.ENOMEM
+        assert "after clone3 into the container's cgroup failed" in str(e), e
+        assert "Resource temporarily unavailable" in str(e), e
+    else:
+        raise AssertionError("no error")
