@@ -175,17 +175,23 @@ class ConsoleSocket:
 
     def on_fds(self, msg: dict[str, object]) -> None:
         """Launch.on_fds: the ``console_master`` side message."""
-        fds: list[int] = msg["fds"]  # type: ignore[assignment]
-        if msg.get("type") != "console_master" or len(fds) != 1:
-            for fd in fds:
-                os.close(fd)
-            raise OciRunError(f"sync protocol: unexpected `{msg.get('type')}`")
-        self.send_master(fds[0])
+        self.send_master(_master_of(msg))
 
     def close(self) -> None:
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+
+
+def _master_of(msg: dict[str, object]) -> int:
+    """The pty master a ``console_master`` side message carries; any other
+    message with fds is a protocol error (its fds closed)."""
+    fds: list[int] = msg["fds"]  # type: ignore[assignment]
+    if msg.get("type") != "console_master" or len(fds) != 1:
+        for fd in fds:
+            os.close(fd)
+        raise OciRunError(f"sync protocol: unexpected `{msg.get('type')}`")
+    return fds[0]
 
 
 class MasterHolder:
@@ -197,13 +203,9 @@ class MasterHolder:
         self.master = -1
 
     def on_fds(self, msg: dict[str, object]) -> None:
-        fds: list[int] = msg["fds"]  # type: ignore[assignment]
-        if msg.get("type") != "console_master" or len(fds) != 1:
-            for fd in fds:
-                os.close(fd)
-            raise OciRunError(f"sync protocol: unexpected `{msg.get('type')}`")
+        master = _master_of(msg)
         self.close()
-        self.master = fds[0]
+        self.master = master
 
     def close(self) -> None:
         if self.master >= 0:

@@ -61,6 +61,16 @@ def _stat_fields(pid: int, proc: str) -> list[bytes] | None:
     return data[end + 1:].split()
 
 
+def _args_and_env_bounds(proc: str) -> tuple[int, int, int, int] | None:
+    """arg_start, arg_end, env_start, env_end of this process: stat(5) fields
+    48-51 (index 45..48 counted from field 3)."""
+    fields = _stat_fields("self", proc)  # type: ignore[arg-type]
+    if fields is None or len(fields) < 49:
+        return None
+    a, b, c, d = (int(f) for f in fields[45:49])
+    return a, b, c, d
+
+
 def wipe_args_and_env(title: bytes, *, proc: str = "/proc") -> bool:
     """Overwrite this process's original argv and environment strings (what
     /proc/<pid>/cmdline and /proc/<pid>/environ show) with ``title`` and zeros.
@@ -74,11 +84,10 @@ def wipe_args_and_env(title: bytes, *, proc: str = "/proc") -> bool:
     copies (sys.argv, os.environ): nothing here reads these strings again.
     Returns False where /proc/self/mem cannot be written (nothing changed).
     """
-    fields = _stat_fields("self", proc)  # type: ignore[arg-type]
-    if fields is None or len(fields) < 49:
+    bounds = _args_and_env_bounds(proc)
+    if bounds is None:
         return False
-    # stat(5) fields 48-51: arg_start, arg_end, env_start, env_end (index 45..48 from field 3)
-    arg_start, arg_end, env_start, env_end = (int(f) for f in fields[45:49])
+    arg_start, arg_end, env_start, env_end = bounds
     try:
         fd = os.open(f"{proc}/self/mem", os.O_RDWR | os.O_CLOEXEC)
     except OSError:
@@ -101,10 +110,10 @@ def save_args_and_env(*, proc: str = "/proc") -> tuple[tuple[int, bytes], ...] |
     addresses, for :func:`restore_args_and_env` after a wipe made for a
     child's sake (exec forks its process straight into the container: the
     fork must never hold them, the runtime keeps showing its own)."""
-    fields = _stat_fields("self", proc)  # type: ignore[arg-type]
-    if fields is None or len(fields) < 49:
+    bounds = _args_and_env_bounds(proc)
+    if bounds is None:
         return None
-    arg_start, arg_end, env_start, env_end = (int(f) for f in fields[45:49])
+    arg_start, arg_end, env_start, env_end = bounds
     try:
         fd = os.open(f"{proc}/self/mem", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:

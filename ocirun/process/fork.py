@@ -87,8 +87,10 @@ def spawn_in_cgroup(fn: Callable[[], None], chan: Channel, close_fds: tuple[int,
     _child(fn, chan, close_fds, stage)
 
 
-def _child(fn: Callable[[], None], chan: Channel, close_fds: tuple[int, ...],
+def _child(fn: Callable[[], None], chan: Channel | None, close_fds: tuple[int, ...],
            stage: str) -> NoReturn:
+    """The forked child: never returns.  Without a channel the exit status is
+    all it reports."""
     code = 1
     try:
         _default_signals()
@@ -97,7 +99,8 @@ def _child(fn: Callable[[], None], chan: Channel, close_fds: tuple[int, ...],
         fn()
         code = 0
     except BaseException as e:  # the child must never unwind into the parent's code
-        report(chan, e, stage)
+        if chan is not None:
+            report(chan, e, stage)
     finally:
         os._exit(code)
 
@@ -108,14 +111,4 @@ def spawn_helper(fn: Callable[[], None], close_fds: tuple[int, ...], sys: Syscal
     pid = sys.fork()
     if pid:
         return pid
-    code = 1
-    try:
-        _default_signals()
-        for fd in close_fds:
-            os.close(fd)
-        fn()
-        code = 0
-    except BaseException:  # nothing to report to: the exit status says it
-        code = 1
-    finally:
-        os._exit(code)
+    _child(fn, None, close_fds, "helper")
