@@ -11,6 +11,10 @@
    sys.stderr) is done here; with atexit callbacks registered, or when a test
    harness execs the launcher's code, it exits normally.
 
+The cyclic garbage collector is off from the script's first line (each
+pass over the thousands of start-up objects costs time and finds nothing);
+the long waits, ``run`` in the foreground and ``events``, turn it back on.
+
 Builtin modules only until the fork: ``posix``, ``log`` (itself on posix).
 """
 

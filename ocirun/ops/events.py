@@ -82,6 +82,8 @@ def watch(store: StateStore, cid: str, interval: float,
     st = _running(store, cid)
     mgr = load_manager(st.cgroup_paths)
     watcher = mgr.oom_watcher()
+    import gc
+    gc.enable()  # the launcher turned it off for the start-up; this loop may run for days
     try:
         due = time.monotonic() + interval
         while True:

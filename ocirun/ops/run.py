@@ -101,6 +101,8 @@ def run(store: StateStore, cid: str, opts: CreateOptions, *, detach: bool = Fals
             fwd.target(st.pid)
             return 0
         fwd.target(st.pid)
+        import gc
+        gc.enable()  # the launcher turned it off for the start-up; this wait may be long
         if holder is not None and holder.master >= 0:
             proxy_terminal(holder.master, st.pid)
         status = wait_init(st.pid)
