@@ -12,10 +12,10 @@ stderr (and the ``--log`` entry), exit 1, and a traceback only with ``--debug``.
 
 from __future__ import annotations
 
-import os
+import posix as os  # the lean exec path never imports os (posixpaths.py)
 import sys
 
-from ocirun import SPEC_VERSION, __version__, cmdtable, log
+from ocirun import SPEC_VERSION, __version__, cmdtable, log, posixpaths
 from ocirun.errors import NotSupportedError, OciRunError, UsageError
 
 TYPE_CHECKING = False
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             log.configure(g.opts.get("log"), fmt, bool(g.opts.get("debug")))  # type: ignore[arg-type]
         except OSError as e:
             raise OciRunError(f"open log file `{g.opts.get('log')}`: {e.strerror}") from e
-        trace = g.opts.get("trace") or os.environ.get("OCIRUN_TRACE")
+        trace = g.opts.get("trace") or posixpaths.getenv("OCIRUN_TRACE")
         if trace or g.opts.get("debug"):
             from ocirun import steps
             try:

@@ -8,8 +8,9 @@ command's options and its positional arguments, and returns the exit status.
 
 from __future__ import annotations
 
-import os
+import posix as os  # the lean exec path never imports os (posixpaths.py)
 
+from ocirun import posixpaths
 from ocirun.cmdtable import DEFAULT_ROOT
 from ocirun.errors import NotSupportedError, OciRunError, UsageError
 from ocirun.state import StateStore
@@ -27,7 +28,8 @@ def default_root(euid: int | None = None, environ: dict[str, str] | None = None)
     else ``$XDG_RUNTIME_DIR/ocirun`` when that is set (runc's rule)."""
     if (os.geteuid() if euid is None else euid) == 0:
         return DEFAULT_ROOT
-    xdg = (os.environ if environ is None else environ).get("XDG_RUNTIME_DIR", "")
+    xdg = (posixpaths.getenv("XDG_RUNTIME_DIR") if environ is None
+           else environ.get("XDG_RUNTIME_DIR")) or ""
     return xdg.rstrip("/") + "/ocirun" if xdg.startswith("/") else DEFAULT_ROOT
 
 
@@ -177,9 +179,9 @@ def cmd_check(g: Opts, o: Opts, a: list[str]) -> int:
     fmt = str(o.get("format") or "text")
     if fmt not in ("text", "json"):
         raise UsageError(f"check: invalid format {fmt!r} (text or json)")
-    config = os.path.abspath(a[0]) if a else None
-    bundle = os.path.abspath(str(o.get("bundle") or (os.path.dirname(config) if config else ".")))
-    config = config or os.path.join(bundle, "config.json")
+    config = posixpaths.abspath(a[0]) if a else None
+    bundle = posixpaths.abspath(str(o.get("bundle") or (posixpaths.dirname(config) if config else ".")))
+    config = config or posixpaths.join(bundle, "config.json")
     found = check_bundle(bundle, config)
     render = render_json if fmt == "json" else render_text
     os.write(1, render(bundle, config, found).encode())

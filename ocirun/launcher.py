@@ -26,17 +26,26 @@ from ocirun import log
 from ocirun.plainargs import Fallback, parse_globals
 
 
-def _early_nursery(argv: list[str]) -> bool:
+# the verbs quick.py may handle (its _VERBS): any other skips its import
+_QUICK = ("state", "list", "kill", "start", "delete")
+
+
+def _verb(argv: list[str]) -> tuple[dict[str, str], str | None]:
+    """The global flags and the command, when the globals are plain."""
+    try:
+        opts, i = parse_globals(argv)
+    except Fallback:
+        return {}, None
+    return opts, argv[i]
+
+
+def _early_nursery(opts: dict[str, str], verb: str | None) -> bool:
     """``create`` and ``run`` in the plain global forms: fork the nursery now.
     The log is configured first, as cli.main will (the children log through
     it); with --debug, --trace or OCIRUN_TRACE, create forks it later itself
     (the children then inherit those settings)."""
-    try:
-        opts, i = parse_globals(argv)
-    except Fallback:
-        return False
     fmt = opts.get("log-format", "text")
-    if argv[i] not in ("create", "run") or fmt not in ("text", "json") \
+    if verb not in ("create", "run") or fmt not in ("text", "json") \
             or posix.environ.get(b"OCIRUN_TRACE"):
         return False
     try:
@@ -51,10 +60,11 @@ def _early_nursery(argv: list[str]) -> bool:
 def run(argv: list[str], script: dict[str, object]) -> None:
     """The whole command; never returns.  ``script``: the launcher's globals."""
     import sys
-    early = _early_nursery(argv)
+    opts, verb = _verb(argv)
+    early = _early_nursery(opts, verb)
     try:
         status = None
-        if not early:  # create and run are never quick.py's: spare its import
+        if verb in _QUICK:  # exec, create, run...: spare its import
             from ocirun.quick import main
             status = main(argv)
         if status is None:

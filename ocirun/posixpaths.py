@@ -107,6 +107,12 @@ def fsdecode(name: str | bytes) -> str:
     return name.decode(sys.getfilesystemencoding(), sys.getfilesystemencodeerrors())
 
 
+def getenv(name: str) -> str | None:
+    """``os.environ.get``: the variable as ``str``, None when unset."""
+    v = posix.environ.get(name.encode())
+    return None if v is None else fsdecode(v)
+
+
 def makedirs(name: str, mode: int = 0o777, exist_ok: bool = False) -> None:
     """``os.makedirs``: the parents with the default mode, the leaf with ``mode``."""
     head, tail = split(name)

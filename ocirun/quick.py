@@ -189,6 +189,7 @@ def _delete(root: str, args: list[str]) -> int:
     return 0
 
 
+# launcher._QUICK names these verbs too
 _VERBS = {"state": _state, "list": _list, "kill": _kill, "start": _start, "delete": _delete}
 
 

@@ -13,9 +13,9 @@ the plan and execs.
 
 from __future__ import annotations
 
-import os
+import posix as os  # the lean exec path never imports os (posixpaths.py)
 
-from ocirun import log
+from ocirun import log, posixpaths
 from ocirun.errors import ConfigError, StateError
 
 TYPE_CHECKING = False
@@ -74,8 +74,11 @@ def prime_cgroup_attach(sys: Syscalls | None = None) -> None:
     _, ctrls, path = line.split(b":", 2)
     name = ctrls.split(b",")[0].removeprefix(b"name=") or b"unified"
     procs = b"/sys/fs/cgroup/" + (name + path if ctrls else path.lstrip(b"/")) + b"/cgroup.procs"
-    if not ctrls and not os.path.exists(procs):
-        procs = b"/sys/fs/cgroup/unified" + path + b"/cgroup.procs"
+    if not ctrls:
+        try:
+            os.stat(procs)
+        except OSError:
+            procs = b"/sys/fs/cgroup/unified" + path + b"/cgroup.procs"
 
     def move_self() -> None:
         try:
@@ -162,10 +165,10 @@ def sub_cgroup_paths(paths: dict[str, str], specs: list[str]) -> dict[str, str]:
             raise ConfigError(f"--cgroup {spec!r}: the container has no `{ctrl}` cgroup")
         for k in keys:
             base = paths[k]
-            new = os.path.normpath(os.path.join(base, sub.lstrip("/")))
+            new = posixpaths.normpath(posixpaths.join(base, sub.lstrip("/")))
             if new != base and not new.startswith(base + "/"):
                 raise ConfigError(f"--cgroup {spec!r}: `{sub}` is outside the container's cgroup")
-            if not os.path.isdir(new):
+            if not posixpaths.isdir(new):
                 raise ConfigError(f"--cgroup {spec!r}: `{new}` does not exist")
             out[k] = new
     return out
@@ -236,7 +239,7 @@ def exec_process(store: StateStore, cid: str, proc: dict[str, Any], opts: ExecOp
         _close_all(fds)
         if opts.pid_file:
             from ocirun.ops.create import write_pid_file
-            write_pid_file(os.path.abspath(opts.pid_file), pid)
+            write_pid_file(posixpaths.abspath(opts.pid_file), pid)
         rb.commit()
     if opts.detach:
         if fwd is not None:
@@ -325,7 +328,7 @@ def _take_fds(st: ContainerState, plan: ProcessPlan, msg: dict[str, Any], sink: 
 
 def _rdt_joiner(st: ContainerState) -> Callable[[int], None] | None:
     """The container's resctrl group, which an exec'd process joins too."""
-    if not os.path.exists(os.path.join(st.dir, "resctrl")):
+    if not posixpaths.exists(posixpaths.join(st.dir, "resctrl")):
         return None
     from ocirun.ops.hostside import join_rdt
     return lambda pid: join_rdt(st.dir, pid)

@@ -16,7 +16,7 @@ pid 1 of its namespace without handlers, so the kernel would drop them).
 from __future__ import annotations
 
 import _signal
-import os
+import posix as os  # the lean exec path never imports os (posixpaths.py)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -26,7 +26,7 @@ them in reverse order (runtime.md "Errors": as if never attempted).
 
 from __future__ import annotations
 
-import os
+import posix as os  # the lean exec path never imports os (posixpaths.py)
 
 from ocirun import steps
 from ocirun.errors import ChildDiedError, OciRunError

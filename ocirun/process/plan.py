@@ -12,10 +12,10 @@ system except reading the rootfs (``/etc/passwd`` for HOME, the /proc and
 
 from __future__ import annotations
 
-import os
+import posix as os  # the lean exec path never imports os (posixpaths.py)
 import stat
 
-from ocirun import log
+from ocirun import log, posixpaths
 from ocirun.errors import ConfigError, OciRunError
 from ocirun.plantypes import ContainerPlan, IdMap, MountPlan, ProcessPlan
 
@@ -42,7 +42,7 @@ class LaunchOptions:
 
 def norm_dest(path: str) -> str:
     """A container path made absolute and normalised (``//`` and ``..`` folded)."""
-    return os.path.normpath("/" + path.lstrip("/"))
+    return posixpaths.normpath("/" + path.lstrip("/"))
 
 
 # --------------------------------------------------------------------------
@@ -63,7 +63,7 @@ def check_env(env: list[Any], where: str) -> tuple[str, ...]:
 def activation_env(env: tuple[str, ...], keep_fds: int) -> tuple[tuple[str, ...], int]:
     """Socket activation (RUNC-CLI.md §8): LISTEN_FDS from the caller are passed
     on after the --preserve-fds ones, with LISTEN_PID=1 (the container's init)."""
-    listen = os.environ.get("LISTEN_FDS")
+    listen = posixpaths.getenv("LISTEN_FDS")
     if listen and listen.isdigit() and int(listen) > 0:
         keep_fds += int(listen)
         env = tuple(e for e in env if not e.startswith(("LISTEN_FDS=", "LISTEN_PID=")))
@@ -213,7 +213,7 @@ def build_mounts(mounts: list[dict[str, Any]], bundle: str, *, in_userns: bool,
         src = str(m.get("source") or "")
         if is_bind:
             kind = "bind"
-            src = os.path.join(bundle, src) if not os.path.isabs(src) else src
+            src = posixpaths.join(bundle, src) if not src.startswith("/") else src
         elif fstype == "cgroup":
             kind = "cgroup"
         elif fstype == "sysfs" and in_userns and not own_netns:
@@ -272,7 +272,7 @@ def check_rootfs_dirs(rootfs: str) -> None:
     """
     for name in ("proc", "sys"):
         try:
-            st = os.lstat(os.path.join(rootfs, name))
+            st = os.lstat(posixpaths.join(rootfs, name))
         except FileNotFoundError:
             continue
         except OSError as e:
@@ -300,7 +300,8 @@ def build_container_plan(cid: str, spec: dict[str, Any], bundle: str, opts: Laun
     for key in (spec.get("annotations") or {}):
         if not key:
             raise ConfigError("config.json: $.annotations: keys must not be empty")
-    rootfs = os.path.realpath(os.path.join(bundle, spec["root"]["path"]))
+    from os.path import realpath  # create only: os is loaded already
+    rootfs = realpath(posixpaths.join(bundle, spec["root"]["path"]))
     check_rootfs_dirs(rootfs)
     own_netns = any(n.get("type") == "network" and not n.get("path") for n in namespaces)
     mount_label = None

@@ -16,7 +16,7 @@ close-on-exec), which the runtime reads as success.
 
 from __future__ import annotations
 
-import os
+import posix as os  # the lean exec path never imports os (posixpaths.py)
 
 from ocirun import steps
 from ocirun.process import fork, setup

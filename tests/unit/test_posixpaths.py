@@ -77,3 +77,10 @@ def test_the_lean_side_never_imports_os() -> None:
                        check=False, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == []
+
+
+def test_getenv(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OCIRUN_TEST_GETENV", "a=b é")
+    monkeypatch.delenv("OCIRUN_TEST_UNSET", raising=False)
+    assert posixpaths.getenv("OCIRUN_TEST_GETENV") == os.environ["OCIRUN_TEST_GETENV"]
+    assert posixpaths.getenv("OCIRUN_TEST_UNSET") is None

@@ -264,3 +264,10 @@ def test_frozen_matches_the_cgroup_manager(tmp_path: pathlib.Path, files: dict[s
     assert not ground.frozen({"freezer": "/etc/x"}, root=str(cg))
     assert not ground.frozen({"unified": f"{cg}/unified/c", "memory": f"{cg}/unified/c"},
                              root=str(cg))
+
+
+def test_launcher_names_every_quick_verb() -> None:
+    # the launcher imports quick.py only for these verbs: a verb added to
+    # quick.py but not there would never reach the fast path
+    from ocirun import launcher, quick
+    assert set(launcher._QUICK) == set(quick._VERBS)
