@@ -48,6 +48,9 @@ class ExecOptions:
 _CONFIGS: dict[str, dict[str, Any]] = {}
 
 
+_primed: list[bool] = []
+
+
 def prime_cgroup_attach(sys: Syscalls | None = None) -> None:
     """Start the kernel's wait for joining a cgroup early, in a thread.
 
@@ -65,7 +68,11 @@ def prime_cgroup_attach(sys: Syscalls | None = None) -> None:
     and never reaches the container: the final process closes every fd it
     inherits (T1).  A single write: repeating it keeps the lock's readers
     (every fork and exit on the host) on their slow path and costs more than
-    it saves.  ``sys`` is unused (kept for callers of the fork version)."""
+    it saves.  ``sys`` is unused (kept for callers of the fork version).
+    Once per process: the launcher calls it as soon as it sees ``exec``."""
+    if _primed:
+        return
+    _primed.append(True)
     try:
         with open("/proc/self/cgroup", "rb") as f:
             line = f.readline().rstrip(b"\n")
