@@ -52,9 +52,10 @@ def _default_signals() -> None:
 
 
 def spawn(fn: Callable[[], None], chan: Channel, close_fds: tuple[int, ...], stage: str,
-          sys: Syscalls) -> int:
-    """Fork; the child closes ``close_fds`` and runs ``fn``.  Returns the pid."""
-    pid = sys.fork()
+          sys: Syscalls | None) -> int:
+    """Fork; the child closes ``close_fds`` and runs ``fn``.  Returns the pid.
+    ``sys`` None: os.fork itself (the early nursery, before the seam loads)."""
+    pid = sys.fork() if sys is not None else os.fork()
     if pid:
         return pid
     _child(fn, chan, close_fds, stage)

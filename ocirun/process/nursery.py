@@ -71,9 +71,11 @@ _early: list[Nursery] = []
 def start_early() -> None:
     """Fork the nursery from the launcher (quick.launch), before even the
     command line is imported; ``create``/``run`` take it with :func:`take`.
-    The launcher discards it (:func:`discard`) if the command never does."""
-    from ocirun.syscalls.linux import LinuxSyscalls
-    n = start(LinuxSyscalls())
+    The launcher discards it (:func:`discard`) if the command never does.
+    A plain fork, before the syscall seam is loaded (cffi, ~1.2 ms): the
+    nursery starts its grace period that much sooner, and both sides then
+    load the seam at once, one on each CPU."""
+    n = start(None)
     if n is not None:
         _early.append(n)
 
@@ -87,7 +89,7 @@ def discard() -> None:
         _early.pop().close()
 
 
-def start(sys: Syscalls) -> Nursery | None:
+def start(sys: Syscalls | None) -> Nursery | None:
     """Fork the nursery; None when it cannot be (create then forks its
     intermediate itself, later, as a library caller's create does)."""
     from ocirun.process import channel, fork
@@ -195,16 +197,17 @@ def _wait_for_launch(chan: Channel, warm: str | None) -> dict[str, object]:
 
 def _serve(chan: Channel) -> None:
     """The nursery's life: imports, the launch message, then the intermediate."""
-    from ocirun.process.intermediate import debug_sink
-    steps.in_child("intermediate", debug_sink(chan))
     os.setpgid(0, 0)
     t = steps.begin()
     # The first write waits a whole grace period holding the kernel's
-    # cgroup_mutex, which the runtime's mkdirs (C4) need: done first, it is
+    # cgroup_mutex, which the runtime's mkdirs (C4) need: done first, before
+    # even the intermediate (and the syscall seam, ~3 ms) is imported, it is
     # over long before the runtime gets there; the imports keep it warm.
     warm = _own_v1_procs()
     if warm is not None:
         _rejoin(warm)
+    from ocirun.process.intermediate import debug_sink
+    steps.in_child("intermediate", debug_sink(chan))
     last = _monotonic_ns()
     for name in CHILD_SIDE:
         __import__(name)
