@@ -27,9 +27,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-# config.md "POSIX-platform Hooks", in lifecycle order (runtime.md "Lifecycle").
-HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer",
-              "poststart", "poststop")
 
 _SIGKILL = 9
 _SIGPIPE = 13

@@ -22,6 +22,23 @@ ground floor because rootfs, devices and the process step consume them.
 
 from __future__ import annotations
 
+# Two rules the planner checks here in the parent and the mechanisms apply in
+# the children; they live on this floor, which both sides import anyway, so
+# that the planner loads neither hooks.py nor rootfs.py (~1 ms) for them.
+
+# config.md "POSIX-platform Hooks", in lifecycle order (runtime.md "Lifecycle").
+HOOK_KINDS = ("prestart", "createRuntime", "createContainer", "startContainer",
+              "poststart", "poststop")
+
+# runc's rule for mounts over /proc (checkProcMount, CVE-2019-16884): only
+# these files may be covered.  The planner checks the configured destination;
+# rootfs._check_proc checks it again once symlinks in the rootfs are resolved.
+ALLOWED_PROC_MOUNTS = frozenset({
+    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
+    "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+})
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ocirun.capabilities import CapSets

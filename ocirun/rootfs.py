@@ -28,6 +28,7 @@ from ocirun.devices import create_devices
 from ocirun.errors import ConfigError, SyscallError, oserror_text
 from ocirun.mount_options import PROPAGATION_OPTIONS, MountOptions
 from ocirun.pathres import mkdir_all_in_root, open_in_root, resolve_in_root
+from ocirun.plantypes import ALLOWED_PROC_MOUNTS  # mounts over /proc (the planner's rule too)
 from ocirun.posixpaths import dirname, exists, isdir, lexists
 from ocirun.syscalls.api import (
     AT_FDCWD,
@@ -65,16 +66,6 @@ if TYPE_CHECKING:
 MOUNTINFO = "/proc/self/mountinfo"
 PROC_SELF_CGROUP = "/proc/self/cgroup"
 CGROUP_ROOT = "/sys/fs/cgroup"
-
-# Mounts inside /proc could hide what masked/readonly paths protect (runc's
-# checkProcMount, CVE-2019-16884): only these files may be covered.  The
-# planner checks the configured destination; _check_proc checks it again once
-# symlinks in the rootfs are resolved.
-ALLOWED_PROC_MOUNTS = frozenset({
-    "/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat", "/proc/swaps",
-    "/proc/uptime", "/proc/loadavg", "/proc/slabinfo", "/proc/net/dev",
-    "/proc/sys/kernel/ns_last_pid",
-})
 
 DEV_SYMLINKS = (("/dev/fd", "/proc/self/fd"), ("/dev/stdin", "/proc/self/fd/0"),
                 ("/dev/stdout", "/proc/self/fd/1"), ("/dev/stderr", "/proc/self/fd/2"))

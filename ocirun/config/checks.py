@@ -20,7 +20,7 @@ import os
 
 from ocirun.capabilities import KNOWN_CAPABILITIES
 from ocirun.errors import ConfigError
-from ocirun.hooks import HOOK_KINDS
+from ocirun.plantypes import HOOK_KINDS
 from ocirun.procfs import NS_LINK_NAMES
 from ocirun.rlimits import RLIMITS
 

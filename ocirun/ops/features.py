@@ -44,7 +44,7 @@ def _seccomp(refused: bool) -> dict[str, Any]:
 def features() -> dict[str, Any]:
     from ocirun.capabilities import KNOWN_CAPABILITIES
     from ocirun.config.checks import NOT_YET
-    from ocirun.hooks import HOOK_KINDS
+    from ocirun.plantypes import HOOK_KINDS
     from ocirun.mount_options import KNOWN_MOUNT_OPTIONS
     from ocirun.namespaces import TYPE_FLAGS
 

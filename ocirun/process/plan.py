@@ -177,7 +177,7 @@ def _shows_cgroups(fstype: str, dest: str) -> bool:
 def _check_proc_dest(dest: str, fstype: str, is_bind: bool, where: str) -> None:
     """rootfs._check_proc's rule on the configured path (the init checks it
     again once the rootfs's symlinks are resolved)."""
-    from ocirun.rootfs import ALLOWED_PROC_MOUNTS
+    from ocirun.plantypes import ALLOWED_PROC_MOUNTS
     if dest != "/proc" and not dest.startswith("/proc/"):
         return
     if dest == "/proc" and fstype == "proc" and not is_bind:
@@ -288,7 +288,6 @@ def build_container_plan(cid: str, spec: dict[str, Any], bundle: str, opts: Laun
                          *, seccomp: object | None = None) -> ContainerPlan:
     """The whole plan of a new container (its init's process included)."""
     from ocirun.devices import device_list
-    from ocirun.hooks import as_hooks
     from ocirun.namespaces import NamespacePlan
 
     linux = spec.get("linux") or {}
@@ -318,6 +317,7 @@ def build_container_plan(cid: str, spec: dict[str, Any], bundle: str, opts: Laun
     hooks = {}
     for kind, entries in (spec.get("hooks") or {}).items():
         if entries:
+            from ocirun.hooks import as_hooks  # only for a config with hooks
             hooks[kind] = as_hooks(entries, kind)
     process = build_process_plan(
         spec.get("process") or {}, rootfs=rootfs, linux=linux, opts=opts,

@@ -16,7 +16,7 @@ import pytest
 
 from ocirun.capabilities import KNOWN_CAPABILITIES
 from ocirun.config.checks import NOT_YET
-from ocirun.hooks import HOOK_KINDS
+from ocirun.plantypes import HOOK_KINDS
 from ocirun.mount_options import KNOWN_MOUNT_OPTIONS
 from ocirun.namespaces import TYPE_FLAGS
 from ocirun.ops.features import features
