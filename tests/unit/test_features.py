@@ -16,10 +16,10 @@ import pytest
 
 from ocirun.capabilities import KNOWN_CAPABILITIES
 from ocirun.config.checks import NOT_YET
-from ocirun.plantypes import HOOK_KINDS
 from ocirun.mount_options import KNOWN_MOUNT_OPTIONS
 from ocirun.namespaces import TYPE_FLAGS
 from ocirun.ops.features import features
+from ocirun.plantypes import HOOK_KINDS
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 UPSTREAM = REPO.parent / "shared" / "oci-runtime-spec" / "schema"
