@@ -25,7 +25,6 @@ import posix
 from ocirun import log
 from ocirun.plainargs import Fallback, parse_globals
 
-
 # the verbs quick.py may handle (its _VERBS): any other skips its import
 _QUICK = ("state", "list", "kill", "start", "delete")
 
@@ -79,6 +78,8 @@ def run(argv: list[str], script: dict[str, object]) -> None:
         if early:
             from ocirun.process import nursery
             nursery.discard()  # the command failed before create took it
+    from ocirun import codecache
+    codecache.save()  # after an import found the cache missing or stale
     import atexit
     entry = sys.modules.get("__main__")
     if (atexit._ncallbacks() or sys.flags.interactive or entry is None

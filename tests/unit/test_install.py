@@ -67,6 +67,8 @@ print(json.dumps({
     "seam": {"prebuilt": _ffi.PREBUILT, "ffi_out": sys.modules["ocirun.syscalls._ffi_out"].__file__,
              "pycparser": "pycparser" in sys.modules, "cffi": "cffi" in sys.modules},
     "path": sys.path,
+    "loaders": {n: type(m.__spec__.loader).__name__ for n, m in sys.modules.items()
+                if n.startswith("ocirun.")},
 }))
 """
 
@@ -189,6 +191,24 @@ def test_seam_uses_the_prebuilt_cffi_module(installed: tuple[str, Path, str], tm
     assert seam["ffi_out"].startswith(pkg + os.sep), seam
     assert not seam["pycparser"], f"{method}: importing the syscall seam imported pycparser"
     assert not seam["cffi"], f"{method}: importing the syscall seam imported the cffi package"
+
+
+def test_every_install_serves_the_package_from_its_code_cache(
+        installed: tuple[str, Path, str], tmp_path: Path) -> None:
+    """The launcher writes ocirun/__pycache__/ocirun-hot.*.bin on its first run
+    (ocirun/codecache.py); the next run loads every module but the cache's own
+    from it."""
+    method, venv, _pkg = installed
+    probe(venv, tmp_path)
+    # a command that loads the syscall seam (exec does, before it finds no
+    # container): modules first imported after the cache was written join it
+    r = subprocess.run([str(venv / "bin" / "ocirun"), "--root", str(tmp_path), "exec", "nosuch",
+                        "true"], capture_output=True, text=True, timeout=60, check=False)
+    assert "does not exist" in r.stderr
+    loaders = probe(venv, tmp_path)["loaders"]
+    other = {n: ld for n, ld in loaders.items() if ld != "_Loader" and n != "ocirun.codecache"}
+    assert not other, f"{method}: not from the code cache: {other}"
+    assert "ocirun.launcher" in loaders
 
 
 def test_state_imports_only_the_hot_path_set(installed: tuple[str, Path, str],

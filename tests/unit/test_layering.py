@@ -24,6 +24,8 @@ LEVELS[0] += ("ground", "posixpaths", "plainargs")
 LEVELS[4] += ("quick", "launcher")
 # issue 8: rootless mode (it builds on cgroups)
 LEVELS[2] += ("rootless",)
+# issue 11: the launcher's code cache (stdlib only, below everything it serves)
+LEVELS[0] += ("codecache",)
 
 
 def level_of(mod: str) -> int:
