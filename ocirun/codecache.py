@@ -19,10 +19,12 @@ Python itself).  Modules come with the loader Python's own ``.py`` files
 get (SourceFileLoader), so ``__file__``, tracebacks and resources are those
 of a normal import.
 
-Layout: 4 bytes (little-endian) the length of the index, the index
-(marshal: name -> (path under the package's parent, is_package,
-source mtime_ns, source size, offset, length)), then the code objects
-(marshal), the offsets counted from the end of the index.
+Layout: the interpreter's magic number, 4 bytes (little-endian) the
+length of the index, the index (marshal: module name -> 25 bytes: source
+mtime_ns (8), source size, offset, length (4 each, offsets counted from the
+end of the index), is_package (1)), then the code objects (marshal).  The
+index stays in the memory of every process the runtime forks, the waiting
+init's too: a few bytes per module, not a tuple of int objects.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ class _State:
 
     def __init__(self) -> None:
         self.fd = -1
-        self.index: dict[str, tuple[str, bool, int, int, int, int]] = {}
+        self.index: dict[str, bytes] = {}
         self.base = 0
         self.parent = ""  # the directory holding the package, with a trailing /
         self.pkg = ""
@@ -59,6 +61,15 @@ class _State:
 _st = _State()
 
 
+def _pack(mtime_ns: int, size: int, off: int, length: int, is_pkg: bool) -> bytes:
+    return b"".join([mtime_ns.to_bytes(8, "little", signed=True), size.to_bytes(4, "little"),
+                     off.to_bytes(4, "little"), length.to_bytes(4, "little"), bytes([is_pkg])])
+
+
+def _field(e: bytes, at: int) -> int:
+    return int.from_bytes(e[at:at + 4], "little")
+
+
 class _Loader(_ext.SourceFileLoader):  # type: ignore[misc]
     """A source file's loader whose code comes from the cache file."""
 
@@ -66,7 +77,7 @@ class _Loader(_ext.SourceFileLoader):  # type: ignore[misc]
         e = _st.index.get(fullname)
         if e is not None and _st.fd >= 0:
             try:
-                return marshal.loads(posix.pread(_st.fd, e[5], _st.base + e[4]))
+                return marshal.loads(posix.pread(_st.fd, _field(e, 16), _st.base + _field(e, 12)))
             except (OSError, ValueError, EOFError, TypeError):
                 _st.stale = True
         return super().get_code(fullname)
@@ -80,18 +91,20 @@ class Finder:
         e = _st.index.get(name)
         if e is None:
             return None
-        src = _st.parent + e[0]
+        is_pkg = e[20] == 1
+        src = _st.parent + name.replace(".", "/") + ("/__init__.py" if is_pkg else ".py")
         try:
             st = posix.stat(src)
         except OSError:
             _st.stale = True
             return None
-        if st.st_mtime_ns != e[2] or st.st_size != e[3]:
+        if st.st_mtime_ns != int.from_bytes(e[:8], "little", signed=True) or \
+                st.st_size != _field(e, 8):
             _st.stale = True
             return None
         return _ext.spec_from_file_location(
             name, src, loader=_Loader(name, src),
-            submodule_search_locations=[src.rpartition("/")[0]] if e[1] else None)
+            submodule_search_locations=[src.rpartition("/")[0]] if is_pkg else None)
 
 
 def _path(pkg_dir: str) -> str:
@@ -117,7 +130,8 @@ def install(pkg_dir: str) -> None:
         if head[:4] != _MAGIC or n <= 0:
             raise ValueError("not this interpreter's")
         index = marshal.loads(posix.pread(fd, n, 8))
-        if not isinstance(index, dict):
+        if not isinstance(index, dict) or \
+                any(not isinstance(v, bytes) or len(v) != 21 for v in index.values()):
             raise TypeError("no index")
     except (OSError, ValueError, EOFError, TypeError):
         posix.close(fd)
@@ -169,7 +183,7 @@ def save() -> None:
     try:
         if not posix.access(pkg_dir + "/__pycache__", posix.W_OK):
             return
-        index: dict[str, tuple[str, bool, int, int, int, int]] = {}
+        index: dict[str, bytes] = {}
         chunks: list[bytes] = []
         off = 0
         todo = [pkg_dir]
@@ -192,8 +206,9 @@ def save() -> None:
                 is_pkg = mod.endswith(".__init__")
                 if is_pkg:
                     mod = mod[:-len(".__init__")]
-                index[mod] = (path[len(_st.parent):], is_pkg, st.st_mtime_ns, st.st_size, off,
-                              len(body))
+                if "." in name[:-3] or st.st_size >= 1 << 32:
+                    continue  # not a module name (its path is derived from the name)
+                index[mod] = _pack(st.st_mtime_ns, st.st_size, off, len(body), is_pkg)
                 chunks.append(body)
                 off += len(body)
         head = marshal.dumps(index)
