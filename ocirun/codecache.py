@@ -180,9 +180,18 @@ def save() -> None:
     pkg_dir = _st.parent + _st.pkg
     target = _path(pkg_dir)
     tmp = f"{target}.{posix.getpid()}.tmp"
+    fd = -1
     try:
         if not posix.access(pkg_dir + "/__pycache__", posix.W_OK):
             return
+        try:
+            if posix.lstat(target).st_mode & _S_IFMT != _S_IFREG:
+                return  # something else in its place: never rebuild it on every command
+        except FileNotFoundError:
+            pass
+        # the file to rename first: where it cannot be made, nothing is read
+        fd = posix.open(tmp, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_CLOEXEC,
+                        0o644)
         index: dict[str, bytes] = {}
         chunks: list[bytes] = []
         off = 0
@@ -212,17 +221,16 @@ def save() -> None:
                 chunks.append(body)
                 off += len(body)
         head = marshal.dumps(index)
-        fd = posix.open(tmp, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_CLOEXEC,
-                        0o644)
-        try:
-            data = b"".join([_MAGIC, len(head).to_bytes(4, "little"), head, *chunks])
-            view = memoryview(data)
-            while view:
-                view = view[posix.write(fd, view):]
-        finally:
-            posix.close(fd)
+        data = b"".join([_MAGIC, len(head).to_bytes(4, "little"), head, *chunks])
+        view = memoryview(data)
+        while view:
+            view = view[posix.write(fd, view):]
+        posix.close(fd)
+        fd = -1
         posix.rename(tmp, target)
     except Exception:  # noqa: BLE001 - a cache: any failure leaves the standard path
+        if fd >= 0:
+            posix.close(fd)
         try:
             posix.unlink(tmp)
         except OSError:

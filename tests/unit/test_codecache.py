@@ -135,3 +135,14 @@ def test_a_removed_module_is_not_served(pkg: Path) -> None:
                        capture_output=True, text=True, timeout=60, check=False)
     assert r.returncode != 0
     assert "ModuleNotFoundError" in r.stderr
+
+
+def test_something_else_in_its_place_is_left_alone(pkg: Path) -> None:
+    # a directory where the file goes: no rebuild (reading every .pyc) on each run
+    _cache(pkg).parent.mkdir(exist_ok=True)
+    _cache(pkg).mkdir()
+    for _ in range(2):
+        got = _run(pkg, *MODS)
+        assert [got[m]["value"] for m in MODS] == ["pkg", "a1", "deep"]
+    assert _cache(pkg).is_dir() and not list(_cache(pkg).iterdir())
+    assert not [p for p in _cache(pkg).parent.iterdir() if p.name.endswith(".tmp")]
