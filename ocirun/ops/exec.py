@@ -52,20 +52,10 @@ _primed: list[bool] = []
 
 
 def prime_cgroup_attach(sys: Syscalls | None = None) -> None:
-    """Start the kernel's wait for joining a cgroup early, in a thread.
-
-    Moving a process into a cgroup takes the global cgroup threadgroup rwsem
-    for writing, and the first writer after a quiet spell waits for an RCU
-    grace period (~10 ms here); writers that come while that sync is held or
-    within a grace period after do not wait again.  A thread moves this
-    process into the cgroup it is already in (a no-op move that still takes
-    the lock) while the main thread parses, plans and forks, so the write
-    that puts the process in the container's cgroup often finds the grace
-    period paid.  A thread, not a forked helper: the write blocks in the
-    kernel with the GIL released, and a fork would cost the runtime a copy
-    of its page tables and a copy-on-write fault for every page it touches
-    after (~2.5 ms of a median exec here).  The thread's fd is close-on-exec
-    and never reaches the container: the final process closes every fd it
+    """Start the kernel's wait for joining a cgroup early, in a thread
+    (process/attachwarm.py), so that the write that puts the process in the
+    container's cgroup often finds the grace period paid.  The thread's fd
+    never reaches the container: the final process closes every fd it
     inherits (T1).  A single write: repeating it keeps the lock's readers
     (every fork and exit on the host) on their slow path and costs more than
     it saves.  ``sys`` is unused (kept for callers of the fork version).
@@ -86,28 +76,8 @@ def prime_cgroup_attach(sys: Syscalls | None = None) -> None:
             os.stat(procs)
         except OSError:
             procs = b"/sys/fs/cgroup/unified" + path + b"/cgroup.procs"
-
-    def move_self() -> None:
-        try:
-            fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
-        except OSError:
-            return
-        try:
-            os.write(fd, b"0")
-        except OSError:
-            pass
-        finally:
-            os.close(fd)
-    # The thread blocks every signal (it inherits the mask it starts with):
-    # a signal for the process must reach the main thread, whose handlers
-    # forward it (and whose blocking calls it interrupts), never the helper.
-    import _signal
-    import _thread
-    old = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
-    try:
-        _thread.start_new_thread(move_self, ())
-    finally:
-        _signal.pthread_sigmask(_signal.SIG_SETMASK, old)
+    from ocirun.process.attachwarm import move_self_in_thread
+    move_self_in_thread(procs)
 
 
 def container_config(st: ContainerState) -> dict[str, Any]:

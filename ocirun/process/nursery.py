@@ -27,6 +27,7 @@ from __future__ import annotations
 import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
 
 from ocirun import steps
+from ocirun.process.attachwarm import move_self, move_self_in_thread
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -95,7 +96,9 @@ def start(sys: Syscalls | None) -> Nursery | None:
     chan, child_chan, parent_fds = channel.pair()
     warm = _own_v1_procs()
     if warm is not None:
-        _prime(warm)
+        # the grace period runs while the nursery imports (0.86x create
+        # against starting it in the nursery, before or after its imports)
+        move_self_in_thread(warm)
     try:
         pid = fork.spawn(lambda: _serve(child_chan, warm), child_chan, parent_fds, "nursery",
                          sys)
@@ -105,26 +108,6 @@ def start(sys: Syscalls | None) -> Nursery | None:
         return None
     child_chan.close()
     return Nursery(pid, chan)
-
-
-def _prime(procs: str) -> None:
-    """Start the first cgroup.procs write's grace period (8-15 ms here) now,
-    in a thread of the runtime, while the nursery imports on the other CPU.
-    The write holds cgroup_mutex for the whole wait, and create's mkdirs (C4)
-    queue behind it: begun by the nursery only after its imports, or before
-    them with the imports after (on the critical path either way), it ended
-    ~4 ms later (create 0.86x in the paired bench).  The thread moves the
-    runtime to the cgroup it is in (a no-op) with every signal blocked (they
-    are the main thread's to handle), then ends; it blocks in the kernel
-    with the GIL released, and the nursery, forked meanwhile, is a copy of
-    the main thread alone."""
-    import _signal
-    import _thread
-    old = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
-    try:
-        _thread.start_new_thread(_rejoin, (procs,))
-    finally:
-        _signal.pthread_sigmask(_signal.SIG_SETMASK, old)
 
 
 def fits(handles: Handles) -> bool:
@@ -170,15 +153,11 @@ def _own_v1_procs() -> str | None:
     """``cgroup.procs`` of our own cgroup in a v1 hierarchy; None on a pure v2
     host (there the init is born in its cgroup, clone3 CLONE_INTO_CGROUP).
 
-    Why: every write to a cgroup.procs takes the kernel's global
-    cgroup_threadgroup_rwsem for writing, which waits for an RCU grace period
-    (~5-20 ms) unless another writer left it less than a grace period ago.
     The runtime's first write at P3 (the init into the v1 hierarchies) is on
-    the critical path: the init waits for it before mounting cgroups.  Moving
-    a process to the cgroup it is already in (a no-op) pays that wait early,
-    in parallel with the runtime's config work (:func:`_prime`), and the
-    nursery's repeating it every few ms until the launch keeps the runtime's
-    write from waiting again."""
+    the critical path: the init waits for it before mounting cgroups.  A
+    no-op move of the runtime into this cgroup pays the kernel's wait early
+    (attachwarm.py), and the nursery's repeating it every few ms until the
+    launch keeps the runtime's write from waiting again."""
     try:
         with open("/proc/self/cgroup", "rb") as f:
             lines = f.read().decode(errors="replace").splitlines()
@@ -198,30 +177,19 @@ def _own_v1_procs() -> str | None:
     return None
 
 
-def _rejoin(procs: str) -> None:
-    try:
-        fd = os.open(procs, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.write(fd, str(os.getpid()).encode())
-        finally:
-            os.close(fd)
-    except OSError:
-        pass  # not ours to write (a nested runtime): the runtime's write waits instead
-
-
 def _wait_for_launch(chan: Channel, warm: str | None) -> dict[str, object]:
     if warm is not None:
         import select
         p = select.poll()
         p.register(chan.fileno(), select.POLLIN)
         while not p.poll(_REJOIN_MS):
-            _rejoin(warm)
+            move_self(warm)
     return chan.expect("launch")
 
 
 def _serve(chan: Channel, warm: str | None) -> None:
     """The nursery's life: imports, the launch message, then the intermediate.
-    ``warm``: the cgroup.procs the runtime's thread is writing (:func:`_prime`)."""
+    ``warm``: the cgroup.procs the runtime's thread is writing (attachwarm.py)."""
     os.setpgid(0, 0)
     t = steps.begin()
     from ocirun.process.intermediate import debug_sink
@@ -231,7 +199,7 @@ def _serve(chan: Channel, warm: str | None) -> None:
     for name in CHILD_SIDE:
         __import__(name)
     if warm is not None:
-        _rejoin(warm)  # the end of that grace period, or (passed) a quick no-op
+        move_self(warm)  # the end of that grace period, or (passed) a quick no-op
     steps.end("I0", "nursery: import the child side; the cgroup move's grace period", t)
     msg = _wait_for_launch(chan, warm)
     from ocirun.plantypes import Handles
