@@ -116,8 +116,7 @@ def cmd_exec(g: Opts, o: Opts, a: list[str]) -> int:
     import gc
     gc.disable()  # set-up makes no garbage cycles worth a collection pass (~1 ms)
     try:
-        from ocirun.ops.exec import exec_process, exec_request, prime_cgroup_attach
-        prime_cgroup_attach()  # first: the grace period runs while the rest loads
+        from ocirun.ops.exec import exec_process, exec_request
         sys = _syscalls()
         proc, opts = exec_request(_store(g), a[0], a[1:], o)
         return exec_process(_store(g), a[0], proc, opts, sys, fwd=fwd)

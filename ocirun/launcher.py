@@ -60,11 +60,6 @@ def run(argv: list[str], script: dict[str, object]) -> None:
     """The whole command; never returns.  ``script``: the launcher's globals."""
     import sys
     opts, verb = _verb(argv)
-    if verb == "exec":
-        # exec's cgroup write waits for a grace period: started here, the
-        # wait runs while cli.py and the rest load (ops/exec.py)
-        from ocirun.ops.exec import prime_cgroup_attach
-        prime_cgroup_attach()
     early = _early_nursery(opts, verb)
     try:
         status = None

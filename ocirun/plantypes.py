@@ -278,16 +278,19 @@ class Handles:
     runtime).  ``close()`` is the parent's clean-up.
     """
 
-    __slots__ = ("cgroup_fd", "fifo_fd", "join_fds", "mount_fds")
+    __slots__ = ("cgroup_fd", "fifo_fd", "join_fds", "mount_fds", "tasks")
 
     def __init__(self) -> None:
         self.join_fds: list[tuple[int, int]] = []  # (fd, CLONE_NEW*) in join order
         self.fifo_fd = -1  # O_PATH handle on exec.fifo (a new container's init only)
         self.mount_fds: dict[int, int] = {}  # mounts[] index -> detached tree (open_tree)
         self.cgroup_fd = -1  # O_PATH on the cgroup v2 directory (clone3 CLONE_INTO_CGROUP)
+        # (fd, path) of each v1 hierarchy's `tasks`: the init joins them itself
+        self.tasks: list[tuple[int, str]] = []
 
     def all_fds(self) -> list[int]:
         fds = [fd for fd, _ in self.join_fds] + list(self.mount_fds.values())
+        fds += [fd for fd, _ in self.tasks]
         for fd in (self.fifo_fd, self.cgroup_fd):
             if fd >= 0:
                 fds.append(fd)
@@ -304,3 +307,4 @@ class Handles:
         self.mount_fds = {}
         self.fifo_fd = -1
         self.cgroup_fd = -1
+        self.tasks = []

@@ -53,10 +53,10 @@ _st = _State()
 KERNEL: dict[str, str] = {
     "C1": "read, json scan", "C2": "stat, open (rootfs, passwd)", "C3": "mkdir, mkfifo, open",
     "C4": "mkdir, write (cgroupfs)", "C5": "write, fsync, rename",
-    "P1": "prctl", "P2": "fork, write (uid_map)", "P3": "waitpid, write (cgroup.procs: RCU wait)",
+    "P1": "prctl", "P2": "fork, write (uid_map)", "P3": "waitpid, write (cgroup.procs where needed)",
     "P4": "posix_spawn, wait (hooks)", "P5": "recvmsg (waiting for the init)",
-    "I0": "read, mmap (imports), write (own cgroup.procs: RCU wait)", "I1": "prctl", "I2": "setns", "I3": "unshare, recvmsg", "I4": "unshare, write",
-    "I5": "fork",
+    "I0": "read, mmap (imports)", "I1": "prctl", "I2": "setns", "I3": "unshare, recvmsg", "I4": "unshare, write",
+    "I5": "clone3, write (v1 tasks)",
     "N1": "close_range", "N2": "setsid", "N3": "mount, mknod, symlink, recvmsg",
     "N4": "sendmsg, recvmsg", "N5": "posix_spawn, write (sysctl), sethostname",
     "N6": "pivot_root, umount2, mount", "N7": "setrlimit, capset, setresuid, stat",

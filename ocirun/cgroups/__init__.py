@@ -75,12 +75,60 @@ class CgroupManager:
                 pass
             raise
 
-    def add(self, pid: int, *, except_v2: bool = False) -> None:
-        """Move ``pid`` into the container's cgroup in every hierarchy (but the
-        unified one with ``except_v2``: the process was born there, clone3)."""
+    def add(self, pid: int, *, except_v2: bool = False, except_v1: bool = False) -> None:
+        """Move ``pid`` into the container's cgroup in every hierarchy, but the
+        unified one with ``except_v2`` (the process was born there, clone3)
+        and the v1 ones with ``except_v1`` (it joins them itself,
+        :meth:`self_join_fds`)."""
         for h in self.hierarchies:
-            if not (except_v2 and h.version == 2):
+            if not (except_v2 and h.version == 2) and not (except_v1 and h.version == 1):
                 h.add(pid)
+
+    def self_join_fds(self) -> list[tuple[int, str]]:
+        """The v1 hierarchies' ``tasks`` files, opened for writing: (fd, path).
+
+        The process that enters the container writes ``0`` (itself) into
+        each, first thing after its fork (process/intermediate.py,
+        :func:`enter_v1_cgroups`).  A thread moving itself is the one cgroup
+        move for which the kernel does not take the global
+        cgroup_threadgroup_rwsem for writing (cgroup_procs_write_start), so
+        it never waits for the RCU grace period (8-15 ms here) that the
+        runtime's ``cgroup.procs`` write of another process's pid waits for,
+        holding cgroup_mutex (every other cgroup mkdir on the host queues
+        behind it).  The process is single-threaded then: its thread is all
+        of it.  The kernel checks the write against the credentials the file
+        was opened with (ours), so it works from a user namespace too.
+        Empty when a file cannot be opened: the runtime then moves the
+        process itself (:meth:`add`), and that write reports the error."""
+        out: list[tuple[int, str]] = []
+        for h in self.hierarchies:
+            if h.version != 1:
+                continue
+            path = h.path + "/tasks"
+            try:
+                out.append((os.open(path, os.O_WRONLY | os.O_CLOEXEC), path))
+            except OSError:
+                for fd, _ in out:
+                    os.close(fd)
+                return []
+        return out
+
+    def v2_dir_fd(self) -> int:
+        """An O_PATH fd on the container's cgroup v2 directory, for clone3's
+        CLONE_INTO_CGROUP (process/fork.py spawn_in_cgroup); -1 without one,
+        or when the cgroup's pids.max leaves no room for one more process
+        (``pids.limit`` 0, or a joined cgroup already at its limit).  clone3
+        would then fail after allocating the pid, and the first pid of a new
+        pid namespace allocated and freed leaves that namespace unable to
+        fork (ENOMEM): the plain fork and a cgroup.procs move (which the pids
+        controller does not limit) are taken instead, as runc does."""
+        d = self.v2_dir()
+        if d is None or _pids_full(d):
+            return -1
+        try:
+            return os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError:
+            return -1  # the process is then moved by cgroup.procs, as on a v1 host
 
     def v2_dir(self) -> str | None:
         """The container's directory in the unified hierarchy, if there is one
@@ -325,3 +373,16 @@ def load_manager(paths: dict[str, str], *, root: str = "/sys/fs/cgroup") -> Cgro
         else:
             hierarchies.append(Hierarchy1(ks, path, None, top))
     return CgroupManager(hierarchies)
+
+
+def _pids_full(d: str) -> bool:
+    """True when ``d``'s pids.max leaves no room for one more process."""
+    try:
+        with open(d + "/pids.max", "rb") as f:
+            limit = f.read().strip()
+        if limit == b"max":
+            return False
+        with open(d + "/pids.current", "rb") as f:
+            return int(f.read()) >= int(limit)
+    except (OSError, ValueError):
+        return False  # no pids controller here

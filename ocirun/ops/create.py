@@ -213,9 +213,11 @@ def _create(store: StateStore, cid: str, opts: CreateOptions,
             # Not from a user namespace: its root may lack rights on the host's
             # cgroup, and clone3 fails that check after allocating the pid, which
             # as pid 1 of a new pid namespace leaves it unable to fork (ENOMEM).
-            handles.cgroup_fd = -1 if plan.ns.in_userns else _cgroup_fd(mgr)
+            if mgr is not None:
+                handles.cgroup_fd = -1 if plan.ns.in_userns else mgr.v2_dir_fd()
+                handles.tasks = mgr.self_join_fds()
             entry = Entry(handles.join_fds, plan.ns, plan.time_offsets,
-                          cgroup_fd=handles.cgroup_fd)
+                          cgroup_fd=handles.cgroup_fd, tasks=handles.tasks)
             from ocirun.process.nursery import fits
             nursery = opts.nursery if opts.nursery is not None and fits(handles) else None
             if nursery is None:
@@ -339,36 +341,6 @@ def _cgroup(cid: str, spec: dict, root: str, rootless: bool = False):  # type: i
         return cgroup_manager(cid, spec, root)
     from ocirun.cgroups import open_manager
     return open_manager((spec.get("linux") or {}).get("cgroupsPath"), cid, root=root)
-
-
-def _cgroup_fd(mgr: Any) -> int:
-    """An O_PATH fd on the container's cgroup v2 directory, for clone3's
-    CLONE_INTO_CGROUP (process/intermediate.py I5); -1 without one."""
-    d = mgr.v2_dir() if mgr is not None else None
-    if d is None or _pids_full(d):
-        return -1
-    try:
-        return os.open(d, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError:
-        return -1  # the init is then moved by cgroup.procs, as on a v1 host
-
-
-def _pids_full(d: str) -> bool:
-    """True when the cgroup's pids.max leaves no room for one more process
-    (``pids.limit`` 0, or a joined cgroup already at its limit).  clone3 would
-    then fail after allocating the pid, and the first pid of a new pid
-    namespace allocated and freed leaves that namespace unable to fork
-    (ENOMEM): the plain fork and a cgroup.procs move (which the pids
-    controller does not limit) are taken instead, as runc does."""
-    try:
-        with open(os.path.join(d, "pids.max"), "rb") as f:
-            limit = f.read().strip()
-        if limit == b"max":
-            return False
-        with open(os.path.join(d, "pids.current"), "rb") as f:
-            return int(f.read()) >= int(limit)
-    except (OSError, ValueError):
-        return False  # no pids controller here
 
 
 def _write_file(path: str, data: bytes, mode: int) -> None:

@@ -48,38 +48,6 @@ class ExecOptions:
 _CONFIGS: dict[str, dict[str, Any]] = {}
 
 
-_primed: list[bool] = []
-
-
-def prime_cgroup_attach(sys: Syscalls | None = None) -> None:
-    """Start the kernel's wait for joining a cgroup early, in a thread
-    (process/attachwarm.py), so that the write that puts the process in the
-    container's cgroup often finds the grace period paid.  The thread's fd
-    never reaches the container: the final process closes every fd it
-    inherits (T1).  A single write: repeating it keeps the lock's readers
-    (every fork and exit on the host) on their slow path and costs more than
-    it saves.  ``sys`` is unused (kept for callers of the fork version).
-    Once per process: the launcher calls it as soon as it sees ``exec``."""
-    if _primed:
-        return
-    _primed.append(True)
-    try:
-        with open("/proc/self/cgroup", "rb") as f:
-            line = f.readline().rstrip(b"\n")
-    except OSError:
-        return
-    _, ctrls, path = line.split(b":", 2)
-    name = ctrls.split(b",")[0].removeprefix(b"name=") or b"unified"
-    procs = b"/sys/fs/cgroup/" + (name + path if ctrls else path.lstrip(b"/")) + b"/cgroup.procs"
-    if not ctrls:
-        try:
-            os.stat(procs)
-        except OSError:
-            procs = b"/sys/fs/cgroup/unified" + path + b"/cgroup.procs"
-    from ocirun.process.attachwarm import move_self_in_thread
-    move_self_in_thread(procs)
-
-
 def container_config(st: ContainerState) -> dict[str, Any]:
     """The config saved at create (edits to the bundle since do not count).
 
@@ -209,11 +177,22 @@ def exec_process(store: StateStore, cid: str, proc: dict[str, Any], opts: ExecOp
                 sink.connect()
             rb.push(sink.close)
         initial = plan.cpu_affinity[0] if plan.cpu_affinity else None
-        pid = launch(Launch(TENANT, Entry(fds, cpus=initial),
+        direct = can_fork_direct(fds)
+        cgroup_fd, tasks = -1, []
+        if mgr is not None:
+            # born in the v2 cgroup only when forked by the runtime itself
+            # (process/fork.py: never clone3 from inside a user namespace)
+            cgroup_fd = mgr.v2_dir_fd() if direct else -1
+            tasks = mgr.self_join_fds()
+        cg_fds = [(fd, 0) for fd, _ in tasks] + [(cgroup_fd, 0)] * (cgroup_fd >= 0)
+        rb.push(lambda: _close_all(cg_fds))
+        pid = launch(Launch(TENANT, Entry(fds, cpus=initial, cgroup_fd=cgroup_fd, tasks=tasks),
                             lambda chan: run_tenant(plan, chan, sys),
                             mgr=mgr, on_fds=lambda msg: _take_fds(st, plan, msg, sink),
-                            on_pid=_rdt_joiner(st), direct=can_fork_direct(fds)), rb, sys)
-        _close_all(fds)
+                            on_pid=_rdt_joiner(st), direct=direct), rb, sys)
+        _close_all(fds + cg_fds)
+        fds.clear()  # closed: the rollback must not close their numbers again
+        cg_fds.clear()
         if opts.pid_file:
             from ocirun.ops.create import write_pid_file
             write_pid_file(posixpaths.abspath(opts.pid_file), pid)

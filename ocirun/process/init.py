@@ -9,12 +9,13 @@ to the parent over the channel before ``ready``, through the exec FIFO after.
   N1 close every inherited fd not meant for the container (runtime-linux.md
      "File descriptors"): first, so no later hook or mount sees them;
   N2 setsid;
-  N3 rootfs: propagation, rootfs bind, mounts, devices, /dev links.  The
-     parent moves us into the container's cgroup meanwhile (on v1 the first
-     cgroup.procs write can wait ~10 ms for an RCU grace period: it overlaps
-     the mount work); we wait for ``cgroup_ready`` only right before the
-     first mount that shows cgroups, or after the last mount, and then
-     unshare the cgroup namespace, whose root becomes the container's cgroup;
+  N3 rootfs: propagation, rootfs bind, mounts, devices, /dev links.  We
+     are in the container's cgroup from the start (born in the v2 one,
+     moved ourselves into the v1 ones: intermediate.py I5); where we could
+     not be, the parent moves us meanwhile, and we wait for
+     ``cgroup_ready`` only right before the first mount that shows cgroups,
+     or after the last mount, and then unshare the cgroup namespace, whose
+     root becomes the container's cgroup;
   N4 prestart + createRuntime hooks, run by the parent (runtime namespace);
   N5 createContainer hooks, here (container namespaces, host paths still
      reachable); sysctl (written through the container's own /proc) and

@@ -18,7 +18,9 @@ in specs/sync-protocol.md:
   I5 fork the final process (pid 1 of a new pid namespace, or a member of
      the joined one), born in the container's cgroup v2 directory where
      the host has one (clone3 CLONE_INTO_CGROUP: no migration and no RCU
-     wait in the runtime's cgroup.procs write), send its pid, exit.
+     wait in the runtime's cgroup.procs write), send its pid, exit.  The
+     final process first moves itself into the v1 hierarchies' cgroups
+     (enter_v1_cgroups: a thread moving itself waits for no grace period).
 """
 
 from __future__ import annotations
@@ -41,11 +43,11 @@ if TYPE_CHECKING:
 class Entry:
     """What the intermediate enters: fds to setns into, namespaces to create."""
 
-    __slots__ = ("cgroup_fd", "cpus", "join_fds", "ns", "time_offsets")
+    __slots__ = ("cgroup_fd", "cpus", "join_fds", "ns", "tasks", "time_offsets")
 
     def __init__(self, join_fds: list[tuple[int, int]], ns: NamespacePlan | None = None,
                  time_offsets: bytes = b"", cpus: tuple[int, ...] | None = None,
-                 cgroup_fd: int = -1) -> None:
+                 cgroup_fd: int = -1, tasks: list[tuple[int, str]] | None = None) -> None:
         self.join_fds = join_fds  # (fd, CLONE_NEW*) in join order
         self.ns = ns  # new namespaces (None: join only)
         self.time_offsets = time_offsets
@@ -53,6 +55,9 @@ class Entry:
         # the container's cgroup v2 directory: the final process is born there
         # (clone3 CLONE_INTO_CGROUP), so the runtime need not move it (-1: none)
         self.cgroup_fd = cgroup_fd
+        # (fd, path): the v1 hierarchies' `tasks` files, which the final
+        # process writes itself into first thing (enter_v1_cgroups)
+        self.tasks = tasks or []
 
 
 def debug_sink(chan: Channel) -> Callable[[str], None] | None:
@@ -107,12 +112,39 @@ def run_intermediate(entry: Entry, chan: Channel, sys: api.Syscalls,
     steps.end("I4", "new namespaces", t)
     t = steps.begin()
     born = False
+    if entry.tasks:
+        final = joining_v1_cgroups(entry.tasks, final)
     if entry.cgroup_fd >= 0:                                             # I5
         pid, born = fork.spawn_in_cgroup(final, chan, (), stage, sys, entry.cgroup_fd)
     else:
         pid = fork.spawn(final, chan, (), stage, sys)
     chan.send("init_pid", pid=pid, in_cgroup=born)
     steps.end("I5", "fork the final process", t)
+
+
+def joining_v1_cgroups(tasks: list[tuple[int, str]],
+                       final: Callable[[], None]) -> Callable[[], None]:
+    """``final``, run once the process has joined the v1 hierarchies."""
+    def run() -> None:
+        enter_v1_cgroups(tasks)
+        final()
+    return run
+
+
+def enter_v1_cgroups(tasks: list[tuple[int, str]]) -> None:
+    """The final process, just forked (single-threaded): move itself into
+    the container's cgroup of every v1 hierarchy by writing ``0`` to the
+    ``tasks`` fds the runtime opened (CgroupManager.self_join_fds says why
+    not the runtime's cgroup.procs write), then close them."""
+    from ocirun.errors import CgroupError
+    for fd, path in tasks:
+        try:
+            os.write(fd, b"0")
+        except OSError as e:
+            raise CgroupError(f"join the container's cgroup: write `{path}`: {e.strerror}",
+                              errno=e.errno) from e
+        finally:
+            os.close(fd)
 
 
 def _unshare(sys: api.Syscalls, flags: int, what: str) -> None:

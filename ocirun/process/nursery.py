@@ -27,7 +27,6 @@ from __future__ import annotations
 import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
 
 from ocirun import steps
-from ocirun.process.attachwarm import move_self, move_self_in_thread
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -72,9 +71,8 @@ def start_early() -> None:
     """Fork the nursery from the launcher (quick.launch), before even the
     command line is imported; ``create``/``run`` take it with :func:`take`.
     The launcher discards it (:func:`discard`) if the command never does.
-    A plain fork, before the syscall seam is loaded (cffi, ~1.2 ms): the
-    nursery starts its grace period that much sooner, and both sides then
-    load the seam at once, one on each CPU."""
+    A plain fork, before the syscall seam is loaded (cffi, ~1.2 ms): both
+    sides then load the seam at once, one on each CPU."""
     n = start(None)
     if n is not None:
         _early.append(n)
@@ -94,14 +92,8 @@ def start(sys: Syscalls | None) -> Nursery | None:
     intermediate itself, later, as a library caller's create does)."""
     from ocirun.process import channel, fork
     chan, child_chan, parent_fds = channel.pair()
-    warm = _own_v1_procs()
-    if warm is not None:
-        # the grace period runs while the nursery imports (0.86x create
-        # against starting it in the nursery, before or after its imports)
-        move_self_in_thread(warm)
     try:
-        pid = fork.spawn(lambda: _serve(child_chan, warm), child_chan, parent_fds, "nursery",
-                         sys)
+        pid = fork.spawn(lambda: _serve(child_chan), child_chan, parent_fds, "nursery", sys)
     except OSError:
         chan.close()
         child_chan.close()
@@ -136,6 +128,7 @@ def launch(n: Nursery, plan: ContainerPlan, handles: Handles, entry: Entry, stag
         "mounts": {i: ref(fd) for i, fd in handles.mount_fds.items()},
         "joins": [(ref(fd), kind) for fd, kind in handles.join_fds],
         "entry_joins": [(ref(fd), kind) for fd, kind in entry.join_fds],
+        "tasks": [(ref(fd), path) for fd, path in entry.tasks],
         "ns": entry.ns, "time_offsets": entry.time_offsets, "cpus": entry.cpus})
     blob = os.memfd_create("ocirun-plan", os.MFD_CLOEXEC)
     try:
@@ -145,63 +138,16 @@ def launch(n: Nursery, plan: ContainerPlan, handles: Handles, entry: Entry, stag
         os.close(blob)
 
 
-# A grace period lasts a few to ~20 ms; keep re-entering well within one.
-_REJOIN_MS = 3
-
-
-def _own_v1_procs() -> str | None:
-    """``cgroup.procs`` of our own cgroup in a v1 hierarchy; None on a pure v2
-    host (there the init is born in its cgroup, clone3 CLONE_INTO_CGROUP).
-
-    The runtime's first write at P3 (the init into the v1 hierarchies) is on
-    the critical path: the init waits for it before mounting cgroups.  A
-    no-op move of the runtime into this cgroup pays the kernel's wait early
-    (attachwarm.py), and the nursery's repeating it every few ms until the
-    launch keeps the runtime's write from waiting again."""
-    try:
-        with open("/proc/self/cgroup", "rb") as f:
-            lines = f.read().decode(errors="replace").splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        _, ctrls, path = line.split(":", 2)
-        if not ctrls:
-            continue  # the unified hierarchy
-        d = ctrls.removeprefix("name=")
-        procs = f"/sys/fs/cgroup/{d}{path.rstrip('/')}/cgroup.procs"
-        try:
-            os.stat(procs)
-        except OSError:
-            continue
-        return procs
-    return None
-
-
-def _wait_for_launch(chan: Channel, warm: str | None) -> dict[str, object]:
-    if warm is not None:
-        import select
-        p = select.poll()
-        p.register(chan.fileno(), select.POLLIN)
-        while not p.poll(_REJOIN_MS):
-            move_self(warm)
-    return chan.expect("launch")
-
-
-def _serve(chan: Channel, warm: str | None) -> None:
-    """The nursery's life: imports, the launch message, then the intermediate.
-    ``warm``: the cgroup.procs the runtime's thread is writing (attachwarm.py)."""
+def _serve(chan: Channel) -> None:
+    """The nursery's life: imports, the launch message, then the intermediate."""
     os.setpgid(0, 0)
     t = steps.begin()
     from ocirun.process.intermediate import debug_sink
     steps.in_child("intermediate", debug_sink(chan))
-    # the imports while the runtime's thread waits out the grace period: a
-    # write now would only queue behind that one
     for name in CHILD_SIDE:
         __import__(name)
-    if warm is not None:
-        move_self(warm)  # the end of that grace period, or (passed) a quick no-op
-    steps.end("I0", "nursery: import the child side; the cgroup move's grace period", t)
-    msg = _wait_for_launch(chan, warm)
+    steps.end("I0", "nursery: import the child side", t)
+    msg = chan.expect("launch")
     from ocirun.plantypes import Handles
     from ocirun.process import wire
     from ocirun.process.init import preload, run_init
@@ -225,7 +171,8 @@ def _serve(chan: Channel, warm: str | None) -> None:
     handles.mount_fds = {i: fd(r) for i, r in d["mounts"].items()}  # type: ignore[attr-defined]
     handles.join_fds = [(fd(r), kind) for r, kind in d["joins"]]  # type: ignore[attr-defined]
     entry = Entry([(fd(r), kind) for r, kind in d["entry_joins"]],  # type: ignore[attr-defined]
-                  d["ns"], d["time_offsets"], d["cpus"], fd(d["cgroup"]))  # type: ignore[arg-type]
+                  d["ns"], d["time_offsets"], d["cpus"], fd(d["cgroup"]),  # type: ignore[arg-type]
+                  [(fd(r), p) for r, p in d["tasks"]])  # type: ignore[attr-defined]
     preload(plan)
     sys = LinuxSyscalls()
     run_intermediate(entry, chan, sys, lambda: run_init(plan, handles, chan, sys),

@@ -12,9 +12,11 @@ Parent steps (numbered to match process/intermediate.py and init.py):
      intermediate exits, is re-parented to us and stays reapable;
   P2 fork the intermediate; answer ``userns_map_request`` by writing the
      id maps into /proc/<intermediate>/;
-  P3 on ``init_pid``: reap the intermediate, put the process in the cgroup
-     (an init builds its rootfs meanwhile and waits for ``cgroup_ready``
-     only before its first cgroup mount), send ``cgroup_ready``;
+  P3 on ``init_pid``: reap the intermediate, put the process in the
+     cgroups it did not enter itself (it was born in the v2 one by clone3
+     and moved itself into the v1 ones where it could), send
+     ``cgroup_ready`` (an init builds its rootfs meanwhile and waits for it
+     only before its first cgroup mount);
   P4 (init) on ``hooks_request``: run prestart then createRuntime hooks in
      the runtime namespace, answer ``hooks_done``;
   P5 (init) on ``ready``: the init is parked at the exec FIFO.
@@ -149,6 +151,7 @@ def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
     stage = "init" if spec.kind == INIT else "exec"
     pid: int = 0
     inter = 0
+    born = False
     if spec.nursery is not None:
         from ocirun.process import nursery
         n, plan, handles = spec.nursery
@@ -164,8 +167,8 @@ def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
         gc.freeze()  # keep the children's copy-on-write pages shared
         if spec.direct and spec.kind == TENANT:
             from ocirun.process.tenant import fork_direct
-            pid = fork_direct(spec.entry, child_chan, parent_fds,
-                              lambda: spec.final(child_chan), sys)             # P2
+            pid, born = fork_direct(spec.entry, child_chan, parent_fds,
+                                    lambda: spec.final(child_chan), sys)       # P2
             rb.push(lambda: kill_and_reap(pid))
         else:
             inter = fork.spawn(lambda: run_intermediate(spec.entry, child_chan, sys,
@@ -174,7 +177,7 @@ def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
             rb.push(lambda: kill_and_reap(inter))
         child_chan.close()
     try:
-        msg = {"type": "init_pid", "pid": pid} if pid else chan.expect(
+        msg = {"type": "init_pid", "pid": pid, "in_cgroup": born} if pid else chan.expect(
             "userns_map_request", "init_pid")
         if msg["type"] == "userns_map_request":
             if os.geteuid() == 0:
@@ -194,8 +197,10 @@ def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
             os.waitpid(inter, 0)                                               # P3
         if spec.mgr is not None:
             try:
-                # born there by clone3 (I5): only v1 hierarchies are left to join
-                spec.mgr.add(pid, except_v2=bool(msg.get("in_cgroup")))
+                # born in the v2 one by clone3 (I5), in the v1 ones by its
+                # own writes (enter_v1_cgroups): what is left, if anything
+                spec.mgr.add(pid, except_v2=bool(msg.get("in_cgroup")),
+                             except_v1=bool(spec.entry.tasks))
             except OciRunError:
                 # A tenant does its process step meanwhile: if it died of an
                 # error, that error is the one to report, not the cgroup's.

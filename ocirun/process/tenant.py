@@ -1,8 +1,7 @@
 """A process joining a running container (``exec``): the tenant's final process.
 
 The intermediate has entered every namespace of the container (user first)
-and forked us inside its pid namespace; the runtime has put us in the
-container's cgroup.  What is left is the shared process step
+and forked us inside its pid namespace, into the container's cgroup.  What is left is the shared process step
 (process/setup.py) and execve.  An error before execve reaches the runtime
 over the channel; a successful execve closes the channel (it is
 close-on-exec), which the runtime reads as success.
@@ -41,10 +40,11 @@ def run_tenant(p: ProcessPlan, chan: Channel, sys: Syscalls) -> None:
     for fd in range(3, 3 + p.keep_fds):
         os.set_inheritable(fd, True)
     steps.end("T1", "close inherited fds", t)
-    # Nothing of the user's runs before the runtime has put us in the cgroup.
-    # The runtime's writes to cgroup.procs can wait for an RCU grace period
-    # (v1): without a seccomp filter we do the process step meanwhile and
-    # wait only right before execve.  With one, we wait first: the filter
+    # Nothing of the user's runs before we are in the cgroup.  Where we were
+    # not born there nor could move ourselves (intermediate.py I5), the
+    # runtime's cgroup.procs write can wait for an RCU grace period: without
+    # a seccomp filter we do the process step meanwhile and wait for
+    # ``cgroup_ready`` only right before execve.  With one, we wait first: the filter
     # (loaded in S5b/S9b) may forbid receiving on the channel.  With a
     # terminal too: its master must not reach the runtime before our pid.
     late = p.seccomp is None and not p.terminal
@@ -78,7 +78,7 @@ def can_fork_direct(join_fds: list[tuple[int, int]]) -> bool:
 
 
 def fork_direct(entry: Entry, chan: Channel, close_fds: tuple[int, ...],
-                final: Callable[[], None], sys: Syscalls) -> int:
+                final: Callable[[], None], sys: Syscalls) -> tuple[int, bool]:
     """P2 without an intermediate: one fork less on exec's path.
 
     A pid namespace applies to the children of whoever joins it, so the
@@ -90,7 +90,11 @@ def fork_direct(entry: Entry, chan: Channel, close_fds: tuple[int, ...],
     inherits it, so nothing of the runtime in the container can be ptraced
     or read through /proc), and wipes its command line and environment just
     around the fork (the fork keeps the wiped copy, the runtime puts its own
-    back).  The pid namespace fd stays open (the caller closes its fds)."""
+    back).  The process is born in the container's cgroup v2 directory
+    (``entry.cgroup_fd``, clone3: the runtime has not joined the user
+    namespace, so it is the runtime's right to the cgroup that counts) and
+    moves itself into the v1 ones (``entry.tasks``).  (pid, born in the v2
+    cgroup).  The pid namespace fd stays open (the caller closes its fds)."""
     from ocirun import procfs
     from ocirun.errors import SyscallError
     sys.prctl(api.PR_SET_DUMPABLE, 0)
@@ -107,9 +111,16 @@ def fork_direct(entry: Entry, chan: Channel, close_fds: tuple[int, ...],
     saved = procfs.save_args_and_env()
     if saved is not None:
         procfs.wipe_args_and_env(b"ocirun init")
+    if entry.tasks:  # after the initial affinity, as the intermediate's final process
+        from ocirun.process.intermediate import joining_v1_cgroups
+        final = joining_v1_cgroups(entry.tasks, final)
+
+    def child() -> None:
+        _direct_child(entry.cpus, rest, final, sys)
     try:
-        return fork.spawn(lambda: _direct_child(entry.cpus, rest, final, sys), chan, close_fds,
-                          "exec", sys)
+        if entry.cgroup_fd >= 0:
+            return fork.spawn_in_cgroup(child, chan, close_fds, "exec", sys, entry.cgroup_fd)
+        return fork.spawn(child, chan, close_fds, "exec", sys), False
     except OSError as e:  # ENOMEM: the pid namespace's init is gone
         raise SyscallError(f"fork into the container's pid namespace: {e.strerror}",
                            errno=e.errno, stage="namespaces") from e

@@ -1,6 +1,6 @@
 """The init is born in the container's cgroup v2 directory (clone3
 CLONE_INTO_CGROUP, process/intermediate.py I5) and is in the container's
-cgroup in every other hierarchy too (moved there by the runtime at P3)."""
+cgroup in every other hierarchy too (it moves itself into the v1 ones)."""
 
 from __future__ import annotations
 
@@ -65,3 +65,63 @@ def test_small_memory_limit_runs(lab: Any, limit: int) -> None:
     assert out.split() == [str(limit), "ran"]
     r = lab.run_args(["true"], small)
     assert r.returncode == 0, r
+
+
+def _opened_for_writing(log: str) -> list[str]:
+    """The paths a traced process opened for writing (strace -e trace=openat)."""
+    out = []
+    with open(log) as f:
+        for line in f:
+            if "O_WRONLY" in line or "O_RDWR" in line:
+                out.append(line.split('"')[1])
+    return out
+
+
+def _traced(lab: Any, log: str, *args: str) -> None:
+    """Run one ocirun command under strace, the runtime process alone (no -f:
+    a child that waits for `start` would keep strace waiting)."""
+    import subprocess
+    with open(os.path.join(lab.workdir, "strace.err"), "wb") as err:
+        r = subprocess.run(["strace", "-qq", "-e", "trace=openat", "-o", log, *lab.argv(*args)],
+                           stdout=subprocess.DEVNULL, stderr=err, timeout=60)
+    assert r.returncode == 0, open(err.name).read()
+
+
+def test_v1_hierarchies_are_joined_by_the_process_itself(lab: Any) -> None:
+    """Neither create nor exec writes a pid into a v1 `cgroup.procs` (that
+    write waits for an RCU grace period, holding cgroup_mutex): they open
+    each v1 hierarchy's `tasks`, and the new process writes itself there
+    (CgroupManager.self_join_fds).  The init and the exec'd process end up
+    in the container's cgroup in every hierarchy."""
+    import shutil
+    if lab.is_runc:
+        pytest.skip("ocirun's own launch")
+    if shutil.which("strace") is None:
+        pytest.skip("no strace")
+    v1 = [c for c in _cgroups(os.getpid()) if c]
+    if not v1:
+        pytest.skip("no cgroup v1 hierarchy on this host")
+    b = lab.bundle(["sleep", "60"])
+    cid = lab.new_id()
+    pid_file = os.path.join(lab.workdir, "init.pid")
+    log = os.path.join(lab.workdir, "create.strace")
+    _traced(lab, log, "create", "--bundle", b.path, "--pid-file", pid_file, cid)
+    written = _opened_for_writing(log)
+    assert not [p for p in written if p.endswith("/cgroup.procs")], written
+    tasks = [p for p in written if p.endswith(f"/{cid}/tasks")]
+    assert len(tasks) == len(v1), (tasks, v1)
+    with open(pid_file) as f:
+        init = int(f.read())
+    seen = _cgroups(init)
+    assert all(seen[c].endswith("/" + cid) for c in v1), seen
+    lab.cli("start", cid).ok()
+
+    log = os.path.join(lab.workdir, "exec.strace")
+    pid_file = os.path.join(lab.workdir, "exec.pid")
+    _traced(lab, log, "exec", "-d", "--pid-file", pid_file, cid, "sleep", "30")
+    written = _opened_for_writing(log)
+    assert not [p for p in written if p.endswith("/cgroup.procs")], written
+    assert len([p for p in written if p.endswith(f"/{cid}/tasks")]) == len(v1), written
+    with open(pid_file) as f:
+        tenant = int(f.read())
+    assert _cgroups(tenant) == _cgroups(init)

@@ -34,7 +34,7 @@ def test_a_full_pids_cgroup_is_not_cloned_into(tmp_path: Any) -> None:
     """pids.limit 0 (or a joined cgroup at its limit): clone3 would fail after
     allocating the pid, killing a new pid namespace; create takes the plain
     fork and the cgroup.procs move instead (the VM's cg-pids-zero found it)."""
-    from ocirun.ops.create import _pids_full
+    from ocirun.cgroups import _pids_full
     assert not _pids_full(str(tmp_path))  # no pids controller
     for limit, current, full in ((b"max\n", b"3\n", False), (b"0\n", b"0\n", True),
                                  (b"1\n", b"0\n", False), (b"2\n", b"2\n", True)):
