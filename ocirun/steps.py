@@ -55,7 +55,7 @@ KERNEL: dict[str, str] = {
     "C4": "mkdir, write (cgroupfs)", "C5": "write, rename",
     "P1": "prctl", "P2": "fork, write (uid_map)", "P3": "waitpid, write (cgroup.procs where needed)",
     "P4": "posix_spawn, wait (hooks)", "P5": "recvmsg (waiting for the init)",
-    "I0": "read, mmap (imports)", "I1": "prctl", "I2": "setns", "I3": "unshare, recvmsg", "I4": "unshare, write",
+    "I0": "read, mmap (imports), pwrite (/proc/self/mem)", "I1": "prctl", "I2": "setns", "I3": "unshare, recvmsg", "I4": "unshare, write",
     "I5": "clone3, write (v1 tasks)",
     "N1": "close_range", "N2": "setsid", "N3": "mount, mknod, symlink, recvmsg",
     "N4": "sendmsg, recvmsg", "N5": "posix_spawn, write (sysctl), sethostname",

@@ -68,12 +68,15 @@ def debug_sink(chan: Channel) -> Callable[[str], None] | None:
 
 
 def run_intermediate(entry: Entry, chan: Channel, sys: api.Syscalls,
-                     final: Callable[[], None], stage: str) -> None:
+                     final: Callable[[], None], stage: str, *, wiped: bool = False) -> None:
+    """I1-I5.  ``wiped``: the caller's argv and environment are already gone
+    from our memory (the nursery wipes them while it waits for the launch)."""
     steps.in_child("intermediate", debug_sink(chan))
     t = steps.begin()
     sys.prctl(api.PR_SET_DUMPABLE, 0)                                   # I1
-    from ocirun.procfs import wipe_args_and_env
-    wipe_args_and_env(b"ocirun init")  # the caller's argv and environment stay outside
+    if not wiped:
+        from ocirun.procfs import wipe_args_and_env
+        wipe_args_and_env(b"ocirun init")  # the caller's argv and environment stay outside
     from ocirun.sched import all_cpus, set_affinity
     set_affinity(entry.cpus or all_cpus(), "process.execCPUAffinity.initial" if entry.cpus
                  else "reset the CPU affinity", sys)
