@@ -9,9 +9,9 @@ A path already holding a different file is an error (the spec's MUST).
 
 from __future__ import annotations
 
+import _stat as stat  # the C module alone: `stat` adds its Python layer
 import errno
 import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
-import stat
 
 from ocirun.errors import SyscallError, oserror_text
 from ocirun.pathres import open_in_root, resolve_in_root

@@ -11,9 +11,9 @@ target is re-rooted at the rootfs, ``..`` stops at the rootfs, and at most
 
 from __future__ import annotations
 
+import _stat as stat  # the C module alone: `stat` adds its Python layer
 import errno
 import posix as os  # os's calls without its Python layer: the init stays lean (posixpaths.py)
-import stat
 
 from ocirun.posixpaths import abspath
 

@@ -297,7 +297,7 @@ class Handles:
         return fds
 
     def close(self) -> None:
-        import os
+        import posix as os
         for fd in self.all_fds():
             try:
                 os.close(fd)

@@ -95,6 +95,47 @@ def isfile(path: str) -> bool:
         return False
 
 
+def realpath(path: str) -> str:
+    """``os.path.realpath`` (not strict): every symlink resolved; from a
+    missing component, or a symlink loop, on, the rest kept as written."""
+    if not path.startswith("/"):
+        path = posix.getcwd() + "/" + path
+    links: dict[str, str | None] = {}  # a link's resolution; None while resolving it
+
+    def walk(base: str, rest: str) -> tuple[str, bool]:
+        # base: absolute, free of symlinks; False: a loop, the rest left as is
+        names = rest.split("/")
+        for i, name in enumerate(names):
+            if name in ("", "."):
+                continue
+            if name == "..":
+                base = base.rsplit("/", 1)[0] or "/"
+                continue
+            at = base.rstrip("/") + "/" + name
+            try:
+                link = posix.lstat(at).st_mode & _S_IFMT == 0o120000
+            except OSError:
+                link = False
+            if not link:
+                base = at
+                continue
+            if at in links:
+                done = links[at]
+                if done is None:
+                    return join(at, "/".join(names[i + 1:])), False
+                base = done
+                continue
+            links[at] = None
+            target = posix.readlink(at)
+            base, ok = walk("/" if target.startswith("/") else base, target)
+            if not ok:
+                return join(base, "/".join(names[i + 1:])), False
+            links[at] = base
+        return base, True
+
+    return normpath(walk("/", path)[0])
+
+
 def fsencode(name: str | bytes) -> bytes:
     if isinstance(name, bytes):
         return name

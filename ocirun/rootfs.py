@@ -282,7 +282,7 @@ def _bind(sys: Syscalls, source: str, rootfs: str, dest: str, host: str, flags: 
     serves only sources the container's root cannot reach (runc's rule
     would refuse those), with the host's flags kept by hand.
     """
-    import stat as _stat
+    import _stat
     try:
         # fstat the cloned tree when there is one: the source itself may be
         # out of this (user-namespaced) process's reach.  Any errno is kept.

@@ -91,13 +91,17 @@ class CgroupManager:
         each, first thing after its fork (process/intermediate.py,
         :func:`enter_v1_cgroups`).  A thread moving itself is the one cgroup
         move for which the kernel does not take the global
-        cgroup_threadgroup_rwsem for writing (cgroup_procs_write_start), so
+        cgroup_threadgroup_rwsem for writing (cgroup_procs_write_start, since
+        Linux 5.5: "cgroup: Optimize single thread migration"; an older
+        kernel makes the same move, only waiting as for any other), so
         it never waits for the RCU grace period (8-15 ms here) that the
         runtime's ``cgroup.procs`` write of another process's pid waits for,
         holding cgroup_mutex (every other cgroup mkdir on the host queues
         behind it).  The process is single-threaded then: its thread is all
-        of it.  The kernel checks the write against the credentials the file
-        was opened with (ours), so it works from a user namespace too.
+        of it.  The file is opened by us; the kernel's check of the write
+        (the writer's or the opener's euid is root or the task's own uid)
+        passes for a process moving itself, so it works from a user
+        namespace too.
         Empty when a file cannot be opened: the runtime then moves the
         process itself (:meth:`add`), and that write reports the error."""
         out: list[tuple[int, str]] = []

@@ -16,8 +16,9 @@ without a filter.
 from __future__ import annotations
 
 import errno
-import os
+import posix as os  # os's calls without its Python layer (posixpaths.py): a lean create
 
+from ocirun import posixpaths
 from ocirun.cgroups import bpf
 from ocirun.errors import CgroupError, oserror_text
 
@@ -73,7 +74,7 @@ def v1_lines(rules: list[dict[str, object]],
 def apply_v1(directory: str, rules: list[dict[str, object]],
              field: str = "linux.resources.devices") -> None:
     for name, line in v1_lines(rules, field):
-        path = os.path.join(directory, name)
+        path = posixpaths.join(directory, name)
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
             try:

@@ -20,7 +20,7 @@ Zero elsewhere means "leave unset", as for runc.
 from __future__ import annotations
 
 import errno
-import os
+import posix as os  # os's calls without its Python layer (posixpaths.py): a lean create
 
 from ocirun.cgroups import convert
 from ocirun.cgroups.target import (

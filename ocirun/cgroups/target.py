@@ -12,8 +12,9 @@ the unit tests.
 from __future__ import annotations
 
 import errno
-import os
+import posix as os  # os's calls without its Python layer (posixpaths.py): a lean create
 
+from ocirun import posixpaths
 from ocirun.errors import CgroupError, ConfigError, oserror_text
 
 TYPE_CHECKING = False
@@ -39,10 +40,10 @@ class Dir:
         return f"Dir({self.path!r}, v{self.version})"
 
     def file(self, name: str) -> str:
-        return os.path.join(self.path, name)
+        return posixpaths.join(self.path, name)
 
     def exists(self, name: str) -> bool:
-        return os.path.exists(self.file(name))
+        return posixpaths.exists(self.file(name))
 
     def read(self, field: str, name: str) -> str:
         path = self.file(name)

@@ -11,10 +11,10 @@ so both are caught here, before the schema sees the document.
 
 from __future__ import annotations
 
-import os
-import stat
+import _stat as stat  # the C module alone: `stat` adds its Python layer
+import posix as os  # os's calls without its Python layer (posixpaths.py): a lean create
 
-from ocirun import jsonio
+from ocirun import jsonio, posixpaths
 from ocirun.errors import BundleError, ConfigError, oserror_text
 
 from .schema import json_path, validate
@@ -96,7 +96,7 @@ def load_bundle(bundle_dir: str) -> tuple[dict[str, object], bytes]:
         raise BundleError(f"bundle `{bundle_dir}`: {oserror_text(e)}", errno=e.errno) from e
     if not stat.S_ISDIR(info.st_mode):
         raise BundleError(f"bundle `{bundle_dir}`: not a directory")
-    path = os.path.join(bundle_dir, CONFIG_NAME)
+    path = posixpaths.join(bundle_dir, CONFIG_NAME)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError as e:

@@ -16,8 +16,9 @@ types are trusted; presence is not.
 
 from __future__ import annotations
 
-import os
+import posix as os  # os's calls without its Python layer (posixpaths.py): a lean create
 
+from ocirun import posixpaths
 from ocirun.capabilities import KNOWN_CAPABILITIES
 from ocirun.errors import ConfigError
 from ocirun.plantypes import HOOK_KINDS
@@ -84,8 +85,8 @@ def _namespaces(spec: dict[str, object]) -> dict[str, dict[str, object]]:
 
 
 def _in_bundle(bundle: str, path: str) -> str:
-    # os.path.join keeps an absolute ``path`` as it is: the spec allows both.
-    return os.path.join(bundle, path)
+    # join (as os.path.join) keeps an absolute ``path`` as it is: the spec allows both.
+    return posixpaths.join(bundle, path)
 
 
 def _same_as_host(kind: str, path: str) -> bool:
@@ -138,8 +139,8 @@ def check_root(spec: dict[str, object], bundle: str, out: Report) -> None:
         out.error("$.root.path", "required")
         return
     full = _in_bundle(bundle, path)
-    if not os.path.isdir(full):
-        why = "is not a directory" if os.path.lexists(full) else "does not exist"
+    if not posixpaths.isdir(full):
+        why = "is not a directory" if posixpaths.lexists(full) else "does not exist"
         out.error("$.root.path", f"`{full}` {why}")
 
 
@@ -217,7 +218,7 @@ def check_mounts(spec: dict[str, object], bundle: str, out: Report) -> None:
             source = mount.get("source")
             if not isinstance(source, str) or not source:
                 out.error(f"{path}.source", "required for a bind mount")
-            elif not os.path.lexists(_in_bundle(bundle, source)):
+            elif not posixpaths.lexists(_in_bundle(bundle, source)):
                 out.error(f"{path}.source",
                           f"missing mount source `{_in_bundle(bundle, source)}`")
         has_uid, has_gid = "uidMappings" in mount, "gidMappings" in mount
@@ -260,7 +261,7 @@ def check_namespaces(spec: dict[str, object], bundle: str, out: Report) -> None:
             continue
         if not isinstance(path, str) or not path.startswith("/"):
             out.error(f"$.linux.namespaces[{i}].path", f"{path!r} is not an absolute path")
-        elif not os.path.exists(path):
+        elif not posixpaths.exists(path):
             out.error(f"$.linux.namespaces[{i}].path", f"`{path}` does not exist")
 
 

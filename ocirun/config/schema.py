@@ -15,9 +15,7 @@ package ``ocirun.specs``):
 
 from __future__ import annotations
 
-import os
-
-from ocirun import jsonio
+from ocirun import jsonio, posixpaths
 from ocirun.errors import ConfigError
 
 from . import _fastcheck
@@ -83,12 +81,12 @@ def schema_path() -> str:
             return str(candidate)
     except (ModuleNotFoundError, TypeError):
         pass
-    here = os.path.dirname(os.path.abspath(__file__))
-    candidate_path = os.path.join(here, os.pardir, os.pardir, "specs", _SCHEMA_NAME)
-    if os.path.isfile(candidate_path):
-        return os.path.normpath(candidate_path)
+    here = posixpaths.dirname(posixpaths.abspath(__file__))
+    candidate_path = posixpaths.join(here, "..", "..", "specs", _SCHEMA_NAME)
+    if posixpaths.isfile(candidate_path):
+        return posixpaths.normpath(candidate_path)
     raise ConfigError(f"config schema `{_SCHEMA_NAME}` not found in package `ocirun.specs` "
-                      f"nor in `{os.path.normpath(os.path.dirname(candidate_path))}`: "
+                      f"nor in `{posixpaths.normpath(posixpaths.dirname(candidate_path))}`: "
                       "broken installation")
 
 

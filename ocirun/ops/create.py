@@ -8,10 +8,10 @@ state dir, cgroup, mount or process survives a failed create.
 
 from __future__ import annotations
 
-import os
+import posix as os  # os's calls without its Python layer (posixpaths.py): a lean create
 import time
 
-from ocirun import log, steps
+from ocirun import log, posixpaths, steps
 from ocirun.errors import ChildDiedError, ConfigError, HookError, NotSupportedError, OciRunError
 from ocirun.state import FIFO, ContainerState, StateStore, rfc3339_nano
 
@@ -149,8 +149,8 @@ def _create(store: StateStore, cid: str, opts: CreateOptions,
     from ocirun.state import validate_id
 
     validate_id(cid)
-    bundle = os.path.abspath(opts.bundle)
-    pid_file = os.path.abspath(opts.pid_file) if opts.pid_file else None
+    bundle = posixpaths.abspath(opts.bundle)
+    pid_file = posixpaths.abspath(opts.pid_file) if opts.pid_file else None
     t = steps.begin()
     spec, raw = load_and_check(bundle)
     if os.geteuid() != 0:
@@ -176,8 +176,8 @@ def _create(store: StateStore, cid: str, opts: CreateOptions,
                 rb.push(console.close)
             path, lock_fd = store.create_dir(cid)
             rb.push(lambda: store.remove(cid))
-            _write_file(os.path.join(path, "config.json"), raw, 0o600)
-            fifo = os.path.join(path, FIFO)
+            _write_file(posixpaths.join(path, "config.json"), raw, 0o600)
+            fifo = posixpaths.join(path, FIFO)
             old = os.umask(0)
             try:
                 os.mkfifo(fifo, 0o622)
@@ -353,8 +353,8 @@ def _write_file(path: str, data: bytes, mode: int) -> None:
 
 def write_pid_file(path: str, pid: int) -> None:
     """RUNC-CLI.md §6: digits only, no newline; ``.<name>`` then rename."""
-    d, name = os.path.split(path)
-    tmp = os.path.join(d, "." + name)
+    d, name = posixpaths.split(path)
+    tmp = posixpaths.join(d, "." + name)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:

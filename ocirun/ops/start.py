@@ -11,7 +11,7 @@ container and fails start.
 
 from __future__ import annotations
 
-import os
+import posix as os  # os's calls without its Python layer (posixpaths.py)
 
 from ocirun import errors, ground, steps
 from ocirun.state import RUNNING, ContainerState, StateStore

@@ -12,8 +12,8 @@ system except reading the rootfs (``/etc/passwd`` for HOME, the /proc and
 
 from __future__ import annotations
 
+import _stat as stat  # the C module alone: `stat` adds its Python layer
 import posix as os  # the lean exec path never imports os (posixpaths.py)
-import stat
 
 from ocirun import log, posixpaths
 from ocirun.errors import ConfigError, OciRunError
@@ -299,8 +299,7 @@ def build_container_plan(cid: str, spec: dict[str, Any], bundle: str, opts: Laun
     for key in (spec.get("annotations") or {}):
         if not key:
             raise ConfigError("config.json: $.annotations: keys must not be empty")
-    from os.path import realpath  # create only: os is loaded already
-    rootfs = realpath(posixpaths.join(bundle, spec["root"]["path"]))
+    rootfs = posixpaths.realpath(posixpaths.join(bundle, spec["root"]["path"]))
     check_rootfs_dirs(rootfs)
     own_netns = any(n.get("type") == "network" and not n.get("path") for n in namespaces)
     mount_label = None

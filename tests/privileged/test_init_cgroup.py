@@ -125,3 +125,28 @@ def test_v1_hierarchies_are_joined_by_the_process_itself(lab: Any) -> None:
     with open(pid_file) as f:
         tenant = int(f.read())
     assert _cgroups(tenant) == _cgroups(init)
+
+
+@pytest.mark.parametrize("pids_limit", [None, 1])
+def test_exec_lands_in_the_containers_cgroup(lab: Any, pids_limit: int | None) -> None:
+    """exec's process is born in the container's v2 cgroup (clone3) and moves
+    itself into the v1 ones.  With pids.max reached (pids.limit 1, held by
+    the init) clone3 would fail: it is then forked plainly and moved by the
+    runtime, as runc's is (the pids controller limits forks, not moves)."""
+
+    def mutate(c: dict[str, Any]) -> None:
+        if pids_limit is not None:
+            c["linux"].setdefault("resources", {})["pids"] = {"limit": pids_limit}
+
+    b = lab.bundle(["sleep", "60"], mutate)
+    cid = lab.new_id()
+    pid_file = os.path.join(lab.workdir, "init.pid")
+    lab.create(b, cid, "--pid-file", pid_file).ok()
+    lab.cli("start", cid).ok()
+    with open(pid_file) as f:
+        init = int(f.read())
+    pid_file = os.path.join(lab.workdir, "exec.pid")
+    lab.cli("exec", "-d", "--pid-file", pid_file, cid, "sleep", "30").ok()
+    with open(pid_file) as f:
+        tenant = int(f.read())
+    assert _cgroups(tenant) == _cgroups(init)

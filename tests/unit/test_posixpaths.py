@@ -84,3 +84,28 @@ def test_getenv(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OCIRUN_TEST_UNSET", raising=False)
     assert posixpaths.getenv("OCIRUN_TEST_GETENV") == os.environ["OCIRUN_TEST_GETENV"]
     assert posixpaths.getenv("OCIRUN_TEST_UNSET") is None
+
+
+def test_realpath_like_os_path(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Links absolute and relative, chains, `..` after a link, a missing
+    component, loops (to themselves and through each other), a dangling
+    link: as os.path.realpath (not strict) resolves them."""
+    t = tmp_path.resolve()
+    (t / "d" / "e").mkdir(parents=True)
+    (t / "abs").symlink_to(t / "d")
+    (t / "rel").symlink_to("d/e")
+    (t / "chain").symlink_to("rel")
+    (t / "d" / "up").symlink_to("..")
+    (t / "self").symlink_to("self")
+    (t / "ping").symlink_to("pong")
+    (t / "pong").symlink_to("ping")
+    (t / "dangling").symlink_to("nowhere/x")
+    (t / "d" / "root").symlink_to("/")
+    cases = ["abs", "abs/e", "rel/..", "chain", "chain/../..", "d/up/abs/e", "missing/x/../y",
+             "self", "self/x", "ping/a", "dangling", "dangling/z", "d/root/tmp", "abs/./e/",
+             "../" + t.name + "/abs", "d//e/../up/rel"]
+    for c in cases:
+        assert posixpaths.realpath(str(t / c)) == os.path.realpath(str(t / c)), c
+    monkeypatch.chdir(t)
+    for c in ("", ".", "abs/e", "chain", "ping"):
+        assert posixpaths.realpath(c) == os.path.realpath(c), c
