@@ -160,6 +160,11 @@ def _create(store: StateStore, cid: str, opts: CreateOptions,
     t = steps.begin()
     plan = make_plan(cid, spec, bundle, opts, store.root)
     host = plan_host_side(cid, spec)
+    if opts.nursery is not None:
+        from ocirun.process.nursery import can_enter_early, send_plan
+        if can_enter_early(plan):
+            # it takes I1-I4 while we make the state dir and the cgroup
+            send_plan(opts.nursery, plan)
     steps.end("C2", "plan", t)
     console = console_sink(plan.process.terminal, opts)
     if sys is None:

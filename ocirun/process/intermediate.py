@@ -68,10 +68,19 @@ def debug_sink(chan: Channel) -> Callable[[str], None] | None:
 
 
 def run_intermediate(entry: Entry, chan: Channel, sys: api.Syscalls,
-                     final: Callable[[], None], stage: str, *, wiped: bool = False) -> None:
+                     final: Callable[[], None], stage: str, *, wiped: bool = False,
+                     entered: bool = False) -> None:
     """I1-I5.  ``wiped``: the caller's argv and environment are already gone
-    from our memory (the nursery wipes them while it waits for the launch)."""
+    from our memory (the nursery wipes them while it waits for the launch);
+    ``entered``: I1-I4 are done (:func:`enter`, the nursery's early start)."""
     steps.in_child("intermediate", debug_sink(chan))
+    if not entered:
+        enter(entry, chan, sys, wiped=wiped)
+    fork_final(entry, chan, sys, final, stage)
+
+
+def enter(entry: Entry, chan: Channel, sys: api.Syscalls, *, wiped: bool = False) -> None:
+    """I1-I4: non-dumpable, CPU affinity, join and create the namespaces."""
     t = steps.begin()
     sys.prctl(api.PR_SET_DUMPABLE, 0)                                   # I1
     if not wiped:
@@ -113,6 +122,11 @@ def run_intermediate(entry: Entry, chan: Channel, sys: api.Syscalls,
     if entry.time_offsets:
         _write_time_offsets(entry.time_offsets)
     steps.end("I4", "new namespaces", t)
+
+
+def fork_final(entry: Entry, chan: Channel, sys: api.Syscalls, final: Callable[[], None],
+               stage: str) -> None:
+    """I5: fork the final process, send its pid."""
     t = steps.begin()
     born = False
     if entry.tasks:

@@ -47,11 +47,12 @@ CHILD_SIDE = ("ocirun.process.init", "ocirun.process.intermediate", "ocirun.proc
 class Nursery:
     """The runtime's handle on its nursery: the pid and the sync channel."""
 
-    __slots__ = ("chan", "pid")
+    __slots__ = ("chan", "pid", "planned")
 
     def __init__(self, pid: int, chan: Channel) -> None:
         self.pid = pid
         self.chan = chan
+        self.planned = False  # it has the plan (send_plan): the launch carries the fds only
 
     def close(self) -> None:
         """Kill and reap it: it was never used (create failed first)."""
@@ -109,9 +110,38 @@ def fits(handles: Handles) -> bool:
     return len(handles.all_fds()) < MAX_FDS
 
 
-def launch(n: Nursery, plan: ContainerPlan, handles: Handles, entry: Entry, stage: str) -> None:
-    """Send the launch: the plan, and the fds of ``handles`` and ``entry``."""
+def can_enter_early(plan: ContainerPlan) -> bool:
+    """Whether the nursery may take I1-I4 before the launch (:func:`send_plan`):
+    no namespace to join (their fds are opened at C3) and no new user
+    namespace (its id maps are a round trip with the runtime)."""
+    return not plan.ns.joins and not plan.ns.new_user
+
+
+def send_plan(n: Nursery, plan: ContainerPlan) -> None:
+    """Send the plan as soon as it is made (after C2): the nursery loads it and
+    takes I1-I4 (non-dumpable, CPU affinity, the new namespaces) while the
+    runtime makes the state dir and the cgroup (C3, C4); the launch then
+    brings only the fds.  For plans :func:`can_enter_early` accepts."""
+    _send_body(n, "plan", {"plan": plan, "ns": plan.ns, "time_offsets": plan.time_offsets}, [])
+    n.planned = True
+
+
+def _send_body(n: Nursery, mtype: str, d: dict[str, object], fds: list[int]) -> None:
+    """``d`` as process/wire.py bytes in a memfd (a plan can exceed a
+    message), sent with ``fds``."""
     from ocirun.process import wire
+    body = wire.dumps(d)
+    blob = os.memfd_create("ocirun-plan", os.MFD_CLOEXEC)
+    try:
+        os.write(blob, body)
+        n.chan.send(mtype, fds=[blob, *fds], size=len(body))
+    finally:
+        os.close(blob)
+
+
+def launch(n: Nursery, plan: ContainerPlan, handles: Handles, entry: Entry, stage: str) -> None:
+    """Send the launch: the plan (unless :func:`send_plan` did), and the fds
+    of ``handles`` and ``entry``."""
     fds: list[int] = []
     index: dict[int, int] = {}
 
@@ -123,20 +153,20 @@ def launch(n: Nursery, plan: ContainerPlan, handles: Handles, entry: Entry, stag
             fds.append(fd)
         return index[fd]
 
-    body = wire.dumps({
-        "plan": plan, "stage": stage, "fifo": ref(handles.fifo_fd),
-        "cgroup": ref(entry.cgroup_fd),
+    d: dict[str, object] = {
+        "stage": stage, "fifo": ref(handles.fifo_fd), "cgroup": ref(entry.cgroup_fd),
         "mounts": {i: ref(fd) for i, fd in handles.mount_fds.items()},
         "joins": [(ref(fd), kind) for fd, kind in handles.join_fds],
         "entry_joins": [(ref(fd), kind) for fd, kind in entry.join_fds],
-        "tasks": [(ref(fd), path) for fd, path in entry.tasks],
-        "ns": entry.ns, "time_offsets": entry.time_offsets, "cpus": entry.cpus})
-    blob = os.memfd_create("ocirun-plan", os.MFD_CLOEXEC)
-    try:
-        os.write(blob, body)
-        n.chan.send("launch", fds=[blob, *fds], size=len(body))
-    finally:
-        os.close(blob)
+        "tasks": [(ref(fd), path) for fd, path in entry.tasks]}
+    if n.planned:
+        if handles.join_fds or entry.join_fds or entry.cpus:
+            from ocirun.errors import OciRunError
+            raise OciRunError("internal error: a nursery that entered early given namespaces "
+                              "to join or CPUs")
+    else:
+        d.update(plan=plan, ns=entry.ns, time_offsets=entry.time_offsets, cpus=entry.cpus)
+    _send_body(n, "launch", d, fds)
 
 
 def _serve(chan: Channel) -> None:
@@ -152,25 +182,30 @@ def _serve(chan: Channel) -> None:
     from ocirun.procfs import wipe_args_and_env
     wiped = wipe_args_and_env(b"ocirun init")
     steps.end("I0", "nursery: import the child side, wipe argv and environment", t)
-    msg = chan.expect("launch")
     from ocirun.plantypes import Handles
-    from ocirun.process import wire
     from ocirun.process.init import preload, run_init
-    from ocirun.process.intermediate import Entry, run_intermediate
+    from ocirun.process.intermediate import Entry, enter, run_intermediate
     from ocirun.syscalls.linux import LinuxSyscalls
-    got: list[int] = msg["fds"]  # type: ignore[assignment]
-    blob, fds = got[0], got[1:]
-    try:
-        size = int(msg["size"])  # type: ignore[call-overload]
-        body = os.pread(blob, size, 0)
-    finally:
-        os.close(blob)
-    d: dict[str, object] = wire.loads(body)  # type: ignore[assignment]
+    sys = LinuxSyscalls()
+    msg = chan.expect("plan", "launch")
+    entered = msg["type"] == "plan"
+    if entered:  # the runtime makes the state dir and the cgroup meanwhile
+        p, _ = _read_body(msg)
+        plan: ContainerPlan = p["plan"]  # type: ignore[assignment]
+        preload(plan)
+        early = Entry([], p["ns"], p["time_offsets"])  # type: ignore[arg-type]
+        enter(early, chan, sys, wiped=wiped)                               # I1-I4
+        msg = chan.expect("launch")
+    d, fds = _read_body(msg)
+    if not entered:
+        plan = d["plan"]  # type: ignore[assignment]
+        preload(plan)
+    else:
+        d.update(plan=plan, ns=early.ns, time_offsets=early.time_offsets, cpus=None)
 
     def fd(i: int) -> int:
         return fds[i] if i >= 0 else -1
 
-    plan: ContainerPlan = d["plan"]  # type: ignore[assignment]
     handles = Handles()
     handles.fifo_fd = fd(d["fifo"])  # type: ignore[arg-type]
     handles.mount_fds = {i: fd(r) for i, r in d["mounts"].items()}  # type: ignore[attr-defined]
@@ -178,7 +213,17 @@ def _serve(chan: Channel) -> None:
     entry = Entry([(fd(r), kind) for r, kind in d["entry_joins"]],  # type: ignore[attr-defined]
                   d["ns"], d["time_offsets"], d["cpus"], fd(d["cgroup"]),  # type: ignore[arg-type]
                   [(fd(r), p) for r, p in d["tasks"]])  # type: ignore[attr-defined]
-    preload(plan)
-    sys = LinuxSyscalls()
     run_intermediate(entry, chan, sys, lambda: run_init(plan, handles, chan, sys),
-                     str(d["stage"]), wiped=wiped)
+                     str(d["stage"]), wiped=wiped, entered=entered)
+
+
+def _read_body(msg: dict[str, object]) -> tuple[dict[str, object], list[int]]:
+    """The wire dict in the message's memfd, and the fds that came after it."""
+    from ocirun.process import wire
+    got: list[int] = msg["fds"]  # type: ignore[assignment]
+    blob, fds = got[0], got[1:]
+    try:
+        body = os.pread(blob, int(msg["size"]), 0)  # type: ignore[call-overload]
+    finally:
+        os.close(blob)
+    return wire.loads(body), fds  # type: ignore[return-value]

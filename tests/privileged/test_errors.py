@@ -183,6 +183,21 @@ def test_unknown_filesystem_type(lab: Any) -> None:
         {"destination": "/mnt", "type": "nosuchfs", "source": "x"}))
 
 
+def test_time_offset_the_kernel_refuses(lab: Any) -> None:
+    """The kernel refuses offsets beyond KTIME_SEC_MAX (~9.2e9 s) when the
+    intermediate writes them (I4).  With a plan that joins no namespace the
+    nursery does I4 while the runtime makes the state dir and the cgroup:
+    its error is the create's, reported once, with nothing left behind."""
+    if not os.path.exists("/proc/self/timens_offsets"):
+        pytest.skip("no time namespaces on this kernel")
+
+    def mutate(cfg: dict[str, Any]) -> None:
+        cfg["linux"]["namespaces"].append({"type": "time"})
+        cfg["linux"]["timeOffsets"] = {"monotonic": {"secs": 10**10, "nanosecs": 0}}
+
+    create_fails(lab, mutate, "timens_offsets", "out of range")
+
+
 @pytest.mark.parametrize("path", ["/nonexistent/ns/net", "/etc/hostname"])
 def test_bad_namespace_path(lab: Any, path: str) -> None:
     def mutate(cfg: dict[str, Any]) -> None:

@@ -75,3 +75,25 @@ def test_refuses_foreign_objects() -> None:
         pass
     with pytest.raises(TypeError, match="cannot send"):
         wire.dumps([Foreign()])
+
+
+@pytest.mark.parametrize("extra, early", [
+    (None, True),
+    ({"type": "user"}, False),
+    ({"type": "network", "path": "/proc/1/ns/net"}, False),
+])
+def test_which_plans_the_nursery_enters_early(rootfs: str, tmp_path: Any,
+                                              extra: dict[str, str] | None, early: bool) -> None:
+    """nursery.can_enter_early: I1-I4 before the launch only when there is no
+    namespace to join (fds opened at C3) and no user namespace (its id maps
+    are a round trip with the runtime)."""
+    from ocirun.process.nursery import can_enter_early
+    cfg = bundle_mod.base_config(["true"], rootfs)
+    if extra is not None:
+        nss = [n for n in cfg["linux"]["namespaces"] if n["type"] != extra["type"]]
+        cfg["linux"]["namespaces"] = [*nss, extra]
+        if extra["type"] == "user":
+            cfg["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1}]
+            cfg["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 1000, "size": 1}]
+    plan = build_container_plan("c1", cfg, str(tmp_path), LaunchOptions())
+    assert can_enter_early(plan) is early
