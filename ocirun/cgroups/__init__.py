@@ -88,8 +88,9 @@ class CgroupManager:
         """The v1 hierarchies' ``tasks`` files, opened for writing: (fd, path).
 
         The process that enters the container writes ``0`` (itself) into
-        each, first thing after its fork (process/intermediate.py,
-        :func:`enter_v1_cgroups`).  A thread moving itself is the one cgroup
+        each (process/intermediate.py :func:`enter_v1_cgroups`): a tenant
+        first thing after its fork, an init at N3, before its first cgroup
+        mount.  A thread moving itself is the one cgroup
         move for which the kernel does not take the global
         cgroup_threadgroup_rwsem for writing (cgroup_procs_write_start, since
         Linux 5.5: "cgroup: Optimize single thread migration"; an older

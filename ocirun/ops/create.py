@@ -221,8 +221,11 @@ def _create(store: StateStore, cid: str, opts: CreateOptions,
             if mgr is not None:
                 handles.cgroup_fd = -1 if plan.ns.in_userns else mgr.v2_dir_fd()
                 handles.tasks = mgr.self_join_fds()
+            # the init moves itself into the v1 cgroups only at N3, right
+            # before it needs them (handles.tasks): its rootfs work until then
+            # is not charged to the container (a memory limit of 768 KiB runs)
             entry = Entry(handles.join_fds, plan.ns, plan.time_offsets,
-                          cgroup_fd=handles.cgroup_fd, tasks=handles.tasks)
+                          cgroup_fd=handles.cgroup_fd)
             from ocirun.process.nursery import fits
             nursery = opts.nursery if opts.nursery is not None and fits(handles) else None
             if nursery is None:
@@ -237,6 +240,7 @@ def _create(store: StateStore, cid: str, opts: CreateOptions,
                 init_pid = launch(Launch(INIT, entry, final,
                                          mgr=mgr, uid_map=plan.uid_map, gid_map=plan.gid_map,
                                          run_runtime_hooks=runtime_hooks,
+                                         self_join=bool(handles.tasks),
                                          on_fds=lambda msg: take_fds(plan, msg, console),
                                          on_pid=None if host is None else
                                          lambda pid: host.on_pid(pid, rb, sys),

@@ -10,12 +10,13 @@ to the parent over the channel before ``ready``, through the exec FIFO after.
      "File descriptors"): first, so no later hook or mount sees them;
   N2 setsid;
   N3 rootfs: propagation, rootfs bind, mounts, devices, /dev links.  We
-     are in the container's cgroup from the start (born in the v2 one,
-     moved ourselves into the v1 ones: intermediate.py I5); where we could
-     not be, the parent moves us meanwhile, and we wait for
-     ``cgroup_ready`` only right before the first mount that shows cgroups,
-     or after the last mount, and then unshare the cgroup namespace, whose
-     root becomes the container's cgroup;
+     are born in the container's v2 cgroup (clone3: intermediate.py I5);
+     right before the first mount that shows cgroups, or after the last
+     mount, we move ourselves into its v1 ones (``handles.tasks``:
+     CgroupManager.self_join_fds), so the rootfs work before is charged to
+     the host, wait for ``cgroup_ready`` (the parent moves us meanwhile into
+     any hierarchy we are not in yet), and unshare the cgroup namespace,
+     whose root becomes the container's cgroup;
   N4 prestart + createRuntime hooks, run by the parent (runtime namespace);
   N5 createContainer hooks, here (container namespaces, host paths still
      reachable); sysctl (written through the container's own /proc) and
@@ -84,7 +85,8 @@ def close_inherited_fds(keep: set[int]) -> None:                               #
 
 def kept_fds(plan: ContainerPlan, handles: Handles, chan: Channel) -> set[int]:
     keep = {chan.fileno(), handles.fifo_fd, *handles.mount_fds.values(),
-            *range(3, 3 + plan.process.keep_fds), steps.trace_fd()}
+            *(fd for fd, _ in handles.tasks), *range(3, 3 + plan.process.keep_fds),
+            steps.trace_fd()}
     return keep
 
 
@@ -97,7 +99,12 @@ def _monotonic_offset(text: bytes) -> int:
     return 0
 
 
-def enter_cgroup(plan: ContainerPlan, chan: Channel, sys: api.Syscalls) -> None:   # N3
+def enter_cgroup(plan: ContainerPlan, handles: Handles, chan: Channel,
+                 sys: api.Syscalls) -> None:                                    # N3
+    if handles.tasks:  # the v1 hierarchies: we move ourselves (intermediate.py)
+        from ocirun.process.intermediate import enter_v1_cgroups
+        tasks, handles.tasks = handles.tasks, []
+        enter_v1_cgroups(tasks)
     chan.expect("cgroup_ready")
     if plan.ns.new_cgroup:
         try:
@@ -113,7 +120,7 @@ def build_rootfs(plan: ContainerPlan, handles: Handles, chan: Channel,
     joined = []
 
     def join() -> None:
-        enter_cgroup(plan, chan, sys)
+        enter_cgroup(plan, handles, chan, sys)
         joined.append(True)
 
     rootfs.prepare_rootfs(plan, sys, mount_fds=handles.mount_fds, before_cgroup=join)

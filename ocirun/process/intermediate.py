@@ -18,9 +18,10 @@ in specs/sync-protocol.md:
   I5 fork the final process (pid 1 of a new pid namespace, or a member of
      the joined one), born in the container's cgroup v2 directory where
      the host has one (clone3 CLONE_INTO_CGROUP: no migration and no RCU
-     wait in the runtime's cgroup.procs write), send its pid, exit.  The
-     final process first moves itself into the v1 hierarchies' cgroups
-     (enter_v1_cgroups: a thread moving itself waits for no grace period).
+     wait in the runtime's cgroup.procs write), send its pid, exit.  A
+     tenant (exec) first moves itself into the v1 hierarchies' cgroups
+     (enter_v1_cgroups: a thread moving itself waits for no grace period);
+     an init does the same later, at N3 (process/init.py).
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ class Entry:
         # (clone3 CLONE_INTO_CGROUP), so the runtime need not move it (-1: none)
         self.cgroup_fd = cgroup_fd
         # (fd, path): the v1 hierarchies' `tasks` files, which the final
-        # process writes itself into first thing (enter_v1_cgroups)
+        # process writes itself into first thing (enter_v1_cgroups; a
+        # tenant's: an init's come in its Handles, for N3)
         self.tasks = tasks or []
 
 

@@ -158,7 +158,7 @@ def launch(n: Nursery, plan: ContainerPlan, handles: Handles, entry: Entry, stag
         "mounts": {i: ref(fd) for i, fd in handles.mount_fds.items()},
         "joins": [(ref(fd), kind) for fd, kind in handles.join_fds],
         "entry_joins": [(ref(fd), kind) for fd, kind in entry.join_fds],
-        "tasks": [(ref(fd), path) for fd, path in entry.tasks]}
+        "tasks": [(ref(fd), path) for fd, path in handles.tasks]}
     if n.planned:
         if handles.join_fds or entry.join_fds or entry.cpus:
             from ocirun.errors import OciRunError
@@ -210,9 +210,9 @@ def _serve(chan: Channel) -> None:
     handles.fifo_fd = fd(d["fifo"])  # type: ignore[arg-type]
     handles.mount_fds = {i: fd(r) for i, r in d["mounts"].items()}  # type: ignore[attr-defined]
     handles.join_fds = [(fd(r), kind) for r, kind in d["joins"]]  # type: ignore[attr-defined]
+    handles.tasks = [(fd(r), p) for r, p in d["tasks"]]  # type: ignore[attr-defined]
     entry = Entry([(fd(r), kind) for r, kind in d["entry_joins"]],  # type: ignore[attr-defined]
-                  d["ns"], d["time_offsets"], d["cpus"], fd(d["cgroup"]),  # type: ignore[arg-type]
-                  [(fd(r), p) for r, p in d["tasks"]])  # type: ignore[attr-defined]
+                  d["ns"], d["time_offsets"], d["cpus"], fd(d["cgroup"]))  # type: ignore[arg-type]
     run_intermediate(entry, chan, sys, lambda: run_init(plan, handles, chan, sys),
                      str(d["stage"]), wiped=wiped, entered=entered)
 

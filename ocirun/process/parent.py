@@ -104,14 +104,15 @@ class Launch:
     """One launch: what to start and how the parent answers its requests."""
 
     __slots__ = ("direct", "entry", "final", "gid_map", "kind", "mgr", "nursery", "on_fds",
-                 "on_pid", "run_runtime_hooks", "uid_map")
+                 "on_pid", "run_runtime_hooks", "self_join", "uid_map")
 
     def __init__(self, kind: str, entry: Entry, final: Callable[[Channel], None], *,
                  mgr: CgroupManager | None = None, uid_map: bytes = b"", gid_map: bytes = b"",
                  run_runtime_hooks: Callable[[int], None] | None = None,
                  on_fds: Callable[[dict[str, object]], None] | None = None,
                  on_pid: Callable[[int], None] | None = None, direct: bool = False,
-                 nursery: tuple[Nursery, ContainerPlan, Handles] | None = None) -> None:
+                 nursery: tuple[Nursery, ContainerPlan, Handles] | None = None,
+                 self_join: bool = False) -> None:
         self.kind = kind
         self.entry = entry
         self.final = final  # runs in the final process, given the child channel
@@ -133,6 +134,10 @@ class Launch:
         # read becomes the intermediate, sent this plan and these handles,
         # instead of a child forked now (whose init would carry our heap).
         self.nursery = nursery
+        # The final process moves itself into the v1 hierarchies' cgroups
+        # (CgroupManager.self_join_fds): the entry's `tasks` fds (a tenant,
+        # first thing) or the handles' (an init, at N3).
+        self.self_join = self_join or bool(entry.tasks)
 
 
 def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
@@ -200,7 +205,7 @@ def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
                 # born in the v2 one by clone3 (I5), in the v1 ones by its
                 # own writes (enter_v1_cgroups): what is left, if anything
                 spec.mgr.add(pid, except_v2=bool(msg.get("in_cgroup")),
-                             except_v1=bool(spec.entry.tasks))
+                             except_v1=spec.self_join)
             except OciRunError:
                 # A tenant does its process step meanwhile: if it died of an
                 # error, that error is the one to report, not the cgroup's.
