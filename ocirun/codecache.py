@@ -20,7 +20,7 @@ get (SourceFileLoader), so ``__file__``, tracebacks and resources are those
 of a normal import.
 
 Layout: the interpreter's magic number, 4 bytes (little-endian) the
-length of the index, the index (marshal: module name -> 25 bytes: source
+length of the index, the index (marshal: module name -> 21 bytes: source
 mtime_ns (8), source size, offset, length (4 each, offsets counted from the
 end of the index), is_package (1)), then the code objects (marshal).  The
 index stays in the memory of every process the runtime forks, the waiting

@@ -223,7 +223,7 @@ def _create(store: StateStore, cid: str, opts: CreateOptions,
                 handles.tasks = mgr.self_join_fds()
             # the init moves itself into the v1 cgroups only at N3, right
             # before it needs them (handles.tasks): its rootfs work until then
-            # is not charged to the container (a memory limit of 768 KiB runs)
+            # is not charged to the container (a memory limit of 512 KiB runs)
             entry = Entry(handles.join_fds, plan.ns, plan.time_offsets,
                           cgroup_fd=handles.cgroup_fd)
             from ocirun.process.nursery import fits

@@ -184,7 +184,9 @@ def exec_process(store: StateStore, cid: str, proc: dict[str, Any], opts: ExecOp
             # (process/fork.py: never clone3 from inside a user namespace)
             cgroup_fd = mgr.v2_dir_fd() if direct else -1
             tasks = mgr.self_join_fds()
-        cg_fds = [(fd, 0) for fd, _ in tasks] + [(cgroup_fd, 0)] * (cgroup_fd >= 0)
+        cg_fds = [(fd, 0) for fd, _ in tasks]
+        if cgroup_fd >= 0:
+            cg_fds.append((cgroup_fd, 0))
         rb.push(lambda: _close_all(cg_fds))
         pid = launch(Launch(TENANT, Entry(fds, cpus=initial, cgroup_fd=cgroup_fd, tasks=tasks),
                             lambda chan: run_tenant(plan, chan, sys),

@@ -56,9 +56,9 @@ class Entry:
         # the container's cgroup v2 directory: the final process is born there
         # (clone3 CLONE_INTO_CGROUP), so the runtime need not move it (-1: none)
         self.cgroup_fd = cgroup_fd
-        # (fd, path): the v1 hierarchies' `tasks` files, which the final
-        # process writes itself into first thing (enter_v1_cgroups; a
-        # tenant's: an init's come in its Handles, for N3)
+        # (fd, path): the v1 hierarchies' `tasks` files, which a tenant
+        # writes itself into first thing (parent.launch wraps its final step
+        # with joining_v1_cgroups); an init's come in its Handles, for N3
         self.tasks = tasks or []
 
 
@@ -131,8 +131,6 @@ def fork_final(entry: Entry, chan: Channel, sys: api.Syscalls, final: Callable[[
     """I5: fork the final process, send its pid."""
     t = steps.begin()
     born = False
-    if entry.tasks:
-        final = joining_v1_cgroups(entry.tasks, final)
     if entry.cgroup_fd >= 0:                                             # I5
         pid, born = fork.spawn_in_cgroup(final, chan, (), stage, sys, entry.cgroup_fd)
     else:

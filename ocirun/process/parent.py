@@ -147,7 +147,7 @@ def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
     process has exec'd on return.
     """
     from ocirun.process import channel, fork
-    from ocirun.process.intermediate import run_intermediate
+    from ocirun.process.intermediate import joining_v1_cgroups, run_intermediate
 
     t = steps.begin()
     sys.prctl(api.PR_SET_CHILD_SUBREAPER, 1)                                   # P1
@@ -170,14 +170,16 @@ def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
         rb.push(chan.close)
         import gc
         gc.freeze()  # keep the children's copy-on-write pages shared
+        final: Callable[[], None] = lambda: spec.final(child_chan)
+        if spec.entry.tasks:  # the final process moves itself into the v1 cgroups first
+            final = joining_v1_cgroups(spec.entry.tasks, final)
         if spec.direct and spec.kind == TENANT:
             from ocirun.process.tenant import fork_direct
-            pid, born = fork_direct(spec.entry, child_chan, parent_fds,
-                                    lambda: spec.final(child_chan), sys)       # P2
+            pid, born = fork_direct(spec.entry, child_chan, parent_fds, final, sys)  # P2
             rb.push(lambda: kill_and_reap(pid))
         else:
-            inter = fork.spawn(lambda: run_intermediate(spec.entry, child_chan, sys,
-                                                        lambda: spec.final(child_chan), stage),
+            inter = fork.spawn(lambda: run_intermediate(spec.entry, child_chan, sys, final,
+                                                        stage),
                                child_chan, parent_fds, "intermediate", sys)    # P2
             rb.push(lambda: kill_and_reap(inter))
         child_chan.close()

@@ -1,8 +1,8 @@
 """A process joining a running container (``exec``): the tenant's final process.
 
 The intermediate has entered every namespace of the container (user first)
-and forked us inside its pid namespace, into the container's cgroup.  What is left is the shared process step
-(process/setup.py) and execve.  An error before execve reaches the runtime
+and forked us inside its pid namespace, into the container's cgroup.  What
+is left is the shared process step (process/setup.py) and execve.  An error before execve reaches the runtime
 over the channel; a successful execve closes the channel (it is
 close-on-exec), which the runtime reads as success.
 
@@ -44,8 +44,8 @@ def run_tenant(p: ProcessPlan, chan: Channel, sys: Syscalls) -> None:
     # not born there nor could move ourselves (intermediate.py I5), the
     # runtime's cgroup.procs write can wait for an RCU grace period: without
     # a seccomp filter we do the process step meanwhile and wait for
-    # ``cgroup_ready`` only right before execve.  With one, we wait first: the filter
-    # (loaded in S5b/S9b) may forbid receiving on the channel.  With a
+    # ``cgroup_ready`` only right before execve.  With one, we wait first:
+    # the filter (loaded in S5b/S9b) may forbid receiving on the channel.  With a
     # terminal too: its master must not reach the runtime before our pid.
     late = p.seccomp is None and not p.terminal
     if not late:
@@ -92,8 +92,8 @@ def fork_direct(entry: Entry, chan: Channel, close_fds: tuple[int, ...],
     around the fork (the fork keeps the wiped copy, the runtime puts its own
     back).  The process is born in the container's cgroup v2 directory
     (``entry.cgroup_fd``, clone3: the runtime has not joined the user
-    namespace, so it is the runtime's right to the cgroup that counts) and
-    moves itself into the v1 ones (``entry.tasks``).  (pid, born in the v2
+    namespace, so it is the runtime's right to the cgroup that counts);
+    ``final`` moves it into the v1 ones.  Returns (pid, born in the v2
     cgroup).  The pid namespace fd stays open (the caller closes its fds)."""
     from ocirun import procfs
     from ocirun.errors import SyscallError
@@ -111,10 +111,6 @@ def fork_direct(entry: Entry, chan: Channel, close_fds: tuple[int, ...],
     saved = procfs.save_args_and_env()
     if saved is not None:
         procfs.wipe_args_and_env(b"ocirun init")
-    if entry.tasks:  # after the initial affinity, as the intermediate's final process
-        from ocirun.process.intermediate import joining_v1_cgroups
-        final = joining_v1_cgroups(entry.tasks, final)
-
     def child() -> None:
         _direct_child(entry.cpus, rest, final, sys)
     try:
