@@ -337,33 +337,39 @@ def _bind(sys: Syscalls, source: str, rootfs: str, dest: str, host: str, flags: 
 
 def _remount_bind(sys: Syscalls, rootfs: str, host: str, flags: int, where: str,
                   in_userns: bool) -> None:
-    want = MS_BIND | MS_REMOUNT | flags
     try:
         pin = Pinned(rootfs, host)  # the mount just made on host
     except OSError as e:
         raise _fail(f"remount {where} with flags {flags:#x}", e, "mounts") from e
     with pin as target:
-        try:
-            sys.mount(None, target, None, want, None)
-            return
-        except OSError as e:
-            if e.errno != errno.EPERM or not in_userns:
-                raise _fail(f"remount {where} with flags {flags:#x}", e, "mounts") from e
-            first = e
-        # In a user namespace the flags the host set on the source are locked;
-        # retry keeping them (an atime choice of the config still wins).
-        try:
-            locked = mount_flags_of(target)
-        except OSError:
-            raise _fail(f"remount {where} with flags {flags:#x}", first, "mounts") from first
-        if flags & _ATIME_FLAGS:
-            locked &= ~_ATIME_FLAGS
-        if want | locked == want:
-            raise _fail(f"remount {where} with flags {flags:#x}", first, "mounts") from first
-        try:
-            sys.mount(None, target, None, want | locked, None)
-        except OSError as e:
-            raise _fail(f"remount {where} with flags {flags | locked:#x}", e, "mounts") from e
+        _remount_bind_at(sys, target, flags, where, in_userns)
+
+
+def _remount_bind_at(sys: Syscalls, target: str, flags: int, where: str,
+                     in_userns: bool) -> None:
+    """Remount the bind mount at ``target`` (a pinned path) with ``flags``."""
+    want = MS_BIND | MS_REMOUNT | flags
+    try:
+        sys.mount(None, target, None, want, None)
+        return
+    except OSError as e:
+        if e.errno != errno.EPERM or not in_userns:
+            raise _fail(f"remount {where} with flags {flags:#x}", e, "mounts") from e
+        first = e
+    # In a user namespace the flags the host set on the source are locked;
+    # retry keeping them (an atime choice of the config still wins).
+    try:
+        locked = mount_flags_of(target)
+    except OSError:
+        raise _fail(f"remount {where} with flags {flags:#x}", first, "mounts") from first
+    if flags & _ATIME_FLAGS:
+        locked &= ~_ATIME_FLAGS
+    if want | locked == want:
+        raise _fail(f"remount {where} with flags {flags:#x}", first, "mounts") from first
+    try:
+        sys.mount(None, target, None, want | locked, None)
+    except OSError as e:
+        raise _fail(f"remount {where} with flags {flags | locked:#x}", e, "mounts") from e
 
 
 def _mount_fs(sys: Syscalls, source: str, rootfs: str, dest: str, host: str, fstype: str,
@@ -462,15 +468,24 @@ def _host_cgroups() -> list[tuple[str, str, str | None]]:
     return found
 
 
-def _own_cgroup_path(fstype: str, data: str | None) -> str:
-    want = set((data or "").split(",")) - {"xattr", "noprefix", "clone_children"}
+def _own_cgroup_paths() -> dict[str, str]:
+    """This process's cgroup in each hierarchy, by controller list as
+    /proc/self/cgroup gives it ("" for the unified one)."""
+    out = {}
     with open(PROC_SELF_CGROUP, encoding="utf-8") as f:
         for line in f:
             _, ctrls, path = line.rstrip("\n").split(":", 2)
-            if fstype == "cgroup2" and ctrls == "":
-                return path
-            if fstype == "cgroup" and ctrls and set(ctrls.split(",")) == want:
-                return path
+            out[ctrls] = path
+    return out
+
+
+def _own_cgroup_path(own: dict[str, str], fstype: str, data: str | None) -> str:
+    if fstype == "cgroup2":
+        return own.get("", "/")
+    want = set((data or "").split(",")) - {"xattr", "noprefix", "clone_children"}
+    for ctrls, path in own.items():
+        if ctrls and set(ctrls.split(",")) == want:
+            return path
     return "/"
 
 
@@ -491,34 +506,47 @@ def _mount_cgroup(sys: Syscalls, rootfs: str, dest: str, host: str, opts: MountO
     if not hier:
         raise SyscallError(f"mount cgroup on {where}: no cgroup filesystem mounted under "
                            f"`{CGROUP_ROOT}` on the host", errno=errno.ENODEV, stage="mounts")
+    own: list[dict[str, str]] = []  # /proc/self/cgroup, read once when needed
     if len(hier) == 1 and hier[0][0] == "":  # cgroup2 only
-        _mount_one_cgroup(sys, hier[0], rootfs, host, dest, flags, where, in_userns,
-                          not own_cgroupns)
+        with Pinned(rootfs, host, create_dirs=True) as target:
+            bound = _mount_one_cgroup(sys, hier[0], target, dest, flags, where,
+                                      not own_cgroupns, own)
+        if bound and flags:  # pinned again: the fd names the place beneath the bind
+            _remount_bind(sys, rootfs, host, flags, where, in_userns)
         return
     try:
         with Pinned(rootfs, host) as target:
             sys.mount("tmpfs", target, "tmpfs", flags & ~MS_RDONLY, "mode=755")
+        # Pinned again: the fd now names the fresh tmpfs.  It is ours alone
+        # (nothing of the container runs yet), so the names made in it below
+        # are what they were made as: no per-name walk from the rootfs.
+        pin = Pinned(rootfs, host)
     except OSError as e:
         raise _fail(f"mount `tmpfs` on {where}", e, "mounts") from e
-    for h in hier:
-        sub = dest.rstrip("/") + "/" + h[0]
+    with pin as top:
+        for h in hier:
+            sub = dest.rstrip("/") + "/" + h[0]
+            try:
+                os.mkdir(h[0], 0o755, dir_fd=pin.fd)
+            except FileExistsError:
+                pass
+            except OSError as e:
+                raise _fail(f"create cgroup mount point `{sub}`", e, "mounts") from e
+            # a name looked up in the pinned directory: on the mount made there
+            if _mount_one_cgroup(sys, h, f"{top}/{h[0]}", sub, flags, where,
+                                 not own_cgroupns, own) and flags:
+                _remount_bind_at(sys, f"{top}/{h[0]}", flags, where, in_userns)
         try:
-            sub_host = resolve_in_root(rootfs, sub)  # made by the pin of the mount
+            # e.g. cpu -> cpu,cpuacct on hosts that co-mount controllers.
+            with os.scandir(CGROUP_ROOT) as it:
+                for ent in it:
+                    if ent.is_symlink():
+                        try:
+                            os.symlink(os.readlink(ent.path), ent.name, dir_fd=pin.fd)
+                        except FileExistsError:
+                            pass
         except OSError as e:
-            raise _fail(f"create cgroup mount point `{sub}`", e, "mounts") from e
-        _mount_one_cgroup(sys, h, rootfs, sub_host, sub, flags, where, in_userns,
-                          not own_cgroupns)
-    try:
-        # e.g. cpu -> cpu,cpuacct on hosts that co-mount controllers.
-        with os.scandir(CGROUP_ROOT) as it, Pinned(rootfs, host) as target:
-            for ent in it:
-                if ent.is_symlink():
-                    try:
-                        os.symlink(os.readlink(ent.path), target + "/" + ent.name)
-                    except FileExistsError:
-                        pass
-    except OSError as e:
-        raise _fail(f"copy cgroup symlinks into {where}", e, "mounts") from e
+            raise _fail(f"copy cgroup symlinks into {where}", e, "mounts") from e
     if flags & MS_RDONLY:
         try:
             with Pinned(rootfs, host) as target:
@@ -527,32 +555,34 @@ def _mount_cgroup(sys: Syscalls, rootfs: str, dest: str, host: str, opts: MountO
             raise _fail(f"remount {where} read-only", e, "mounts") from e
 
 
-def _mount_one_cgroup(sys: Syscalls, h: tuple[str, str, str | None], rootfs: str, host: str,
-                      label: str, flags: int, where: str, in_userns: bool,
-                      bind_own: bool = False) -> None:
+def _mount_one_cgroup(sys: Syscalls, h: tuple[str, str, str | None], target: str,
+                      label: str, flags: int, where: str, bind_own: bool,
+                      own: list[dict[str, str]]) -> bool:
+    """One hierarchy at ``target`` (a pinned path): a fresh mount (False), or
+    a bind of this process's own cgroup directory (True: the caller remounts
+    it with ``flags``)."""
     _, fstype, data = h
     if not bind_own:
         try:
-            with Pinned(rootfs, host, create_dirs=True) as target:
-                sys.mount("cgroup", target, fstype, flags, data)
-            return
+            sys.mount("cgroup", target, fstype, flags, data)
+            return False
         except OSError as e:
             if e.errno not in (errno.EPERM, errno.EBUSY):
                 raise _fail(f"mount `{fstype}` on `{label}` ({where})", e, "mounts") from e
     # Not allowed here (a user namespace without its own cgroup namespace):
     # bind the host hierarchy at this process's own cgroup instead.
     try:
-        path = _own_cgroup_path(fstype, data)
+        if not own:
+            own.append(_own_cgroup_paths())
+        path = _own_cgroup_path(own[0], fstype, data)
     except OSError as e:
         raise _fail(f"read `{PROC_SELF_CGROUP}` for `{label}` ({where})", e, "mounts") from e
     source = (CGROUP_ROOT.rstrip("/") + "/" + h[0]).rstrip("/") + path.rstrip("/")
     try:
-        with Pinned(rootfs, host, create_dirs=True) as target:
-            sys.mount(source, target, "bind", MS_BIND | MS_REC, None)
+        sys.mount(source, target, "bind", MS_BIND | MS_REC, None)
     except OSError as e:
         raise _fail(f"mount `{source}` on `{label}` ({where})", e, "mounts") from e
-    if flags:
-        _remount_bind(sys, rootfs, host, flags, where, in_userns)
+    return True
 
 
 # --------------------------------------------------------------------------
