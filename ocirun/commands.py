@@ -63,9 +63,10 @@ def _create_options(g: Opts, o: Opts):  # type: ignore[no-untyped-def]
 
 def _syscalls() -> Syscalls:
     """The real syscall seam; ops and process take it as a parameter, so their
-    tests run them on the recording double instead."""
-    from ocirun.syscalls.linux import LinuxSyscalls
-    return LinuxSyscalls()
+    tests run them on the recording double instead.  Loaded at its first
+    call (syscalls/lazy.py): ``create`` makes none before its init is forked."""
+    from ocirun.syscalls.lazy import lazy_syscalls
+    return lazy_syscalls()
 
 
 def _nursery(sys: Syscalls) -> Nursery | None:

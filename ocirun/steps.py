@@ -52,7 +52,7 @@ _st = _State()
 # waits that dominate it).
 KERNEL: dict[str, str] = {
     "C1": "read, json scan", "C2": "stat, open (rootfs, passwd)", "C3": "mkdir, mkfifo, open",
-    "C4": "mkdir, write (cgroupfs)", "C5": "write, rename",
+    "C4": "mkdir, write (cgroupfs), sendmsg (fork)", "C5": "write, rename",
     "P1": "prctl", "P2": "fork, write (uid_map)", "P3": "waitpid, write (cgroup.procs where needed)",
     "P4": "posix_spawn, wait (hooks)", "P5": "recvmsg (waiting for the init)",
     "I0": "read, mmap (imports), pwrite (/proc/self/mem)", "I1": "prctl", "I2": "setns", "I3": "unshare, recvmsg", "I4": "unshare, write",

@@ -58,22 +58,35 @@ class CgroupManager:
 
     # --- life cycle ---
 
-    def create(self) -> None:
-        """Create the directories (mkdir -p); on failure remove what was made."""
+    def create(self, version: int | None = None) -> None:
+        """Create the directories (mkdir -p); on failure remove what was made.
+        ``version``: only the hierarchies of that cgroup version (create
+        makes the v2 directory first, for an init born there early, then
+        the v1 ones); each hierarchy is created once."""
+        mine = [h for h in self.hierarchies if version is None or h.version == version]
         try:
-            for h in self.hierarchies:
+            for h in mine:
                 h.create()
-            if len(self.hierarchies) == 1 and isinstance(self.hierarchies[0], Hierarchy2):
+            if (len(self.hierarchies) == 1 and mine
+                    and isinstance(self.hierarchies[0], Hierarchy2)):
                 # Pure v2: enable every controller down to the container, as
                 # runc does, so its stats files exist and nested cgroups work.
                 self.hierarchies[0].enable(None, strict=False)
         except BaseException:
             # "as if never attempted" (runtime.md#errors): undo our own mkdirs.
-            try:
-                self.destroy()
-            except CgroupError:
-                pass
+            deadline = time.monotonic() + RMDIR_TIMEOUT
+            for h in mine:
+                try:
+                    h.remove(deadline)
+                except CgroupError:
+                    pass
             raise
+
+    def made_v2_dir(self) -> bool:
+        """The container's v2 directory is one create() made (new and
+        empty), or there is none: nothing else lives where an init born
+        before the rest of the set-up would be."""
+        return all(h.created is not None for h in self.hierarchies if h.version == 2)
 
     def add(self, pid: int, *, except_v2: bool = False, except_v1: bool = False) -> None:
         """Move ``pid`` into the container's cgroup in every hierarchy, but the

@@ -4,6 +4,11 @@ Plan in the parent (load, validate, meaning checks, refuse what is not built
 yet), then build: state dir, config copy, exec FIFO, namespace fds, cgroup,
 the children (process/parent.py).  Any failure rolls everything back: no
 state dir, cgroup, mount or process survives a failed create.
+
+With the nursery (process/nursery.py) the children start before the build is
+done: the plan goes to it after C2 (it enters the new namespaces), and once
+the cgroup's v2 directory exists (C4) it forks the init, which builds its
+rootfs while C4 finishes (the v1 directories, the resources).
 """
 
 from __future__ import annotations
@@ -160,11 +165,12 @@ def _create(store: StateStore, cid: str, opts: CreateOptions,
     t = steps.begin()
     plan = make_plan(cid, spec, bundle, opts, store.root)
     host = plan_host_side(cid, spec)
-    if opts.nursery is not None:
+    n = opts.nursery
+    if n is not None:
         from ocirun.process.nursery import can_enter_early, send_plan
         if can_enter_early(plan):
             # it takes I1-I4 while we make the state dir and the cgroup
-            send_plan(opts.nursery, plan)
+            send_plan(n, plan)
     steps.end("C2", "plan", t)
     console = console_sink(plan.process.terminal, opts)
     if sys is None:
@@ -193,8 +199,13 @@ def _create(store: StateStore, cid: str, opts: CreateOptions,
             t = steps.begin()
             mgr = _cgroup(cid, spec, opts.cgroup_root, opts.rootless)
             if mgr is not None:
-                mgr.create()
                 rb.push(mgr.destroy)
+                mgr.create(2)
+            if n is not None and n.planned and host is None and (mgr is None
+                                                                 or mgr.made_v2_dir()):
+                _fork_early(n, plan, handles, mgr, rb)
+            if mgr is not None:
+                mgr.create(1)
                 mgr.apply((spec.get("linux") or {}).get("resources"), sys=sys)
             steps.end("C4", "cgroup", t)
             if host is not None:
@@ -219,7 +230,8 @@ def _create(store: StateStore, cid: str, opts: CreateOptions,
             # cgroup, and clone3 fails that check after allocating the pid, which
             # as pid 1 of a new pid namespace leaves it unable to fork (ENOMEM).
             if mgr is not None:
-                handles.cgroup_fd = -1 if plan.ns.in_userns else mgr.v2_dir_fd()
+                if handles.cgroup_fd < 0 and not (n is not None and n.forked):
+                    handles.cgroup_fd = -1 if plan.ns.in_userns else mgr.v2_dir_fd()
                 handles.tasks = mgr.self_join_fds()
             # the init moves itself into the v1 cgroups only at N3, right
             # before it needs them (handles.tasks): its rootfs work until then
@@ -270,6 +282,22 @@ def _create(store: StateStore, cid: str, opts: CreateOptions,
         raise
     os.close(lock_fd)
     return st
+
+
+def _fork_early(n: Nursery, plan: ContainerPlan, handles: Handles, mgr: Any, rb: Any) -> None:
+    """The cgroup directories exist: have the nursery (which entered the
+    namespaces early) fork the init now, into the v2 directory where there
+    is one, so that its rootfs work up to the first cgroup mount overlaps
+    the resources we apply and the rest of the launch (nursery.send_fork).
+    It waits for the launch, and for ``cgroup_ready``, before it needs the
+    cgroup."""
+    from ocirun.process.nursery import abort_fork, can_fork_early, send_fork
+    if not can_fork_early(plan, handles):
+        return
+    if mgr is not None:
+        handles.cgroup_fd = mgr.v2_dir_fd()  # not in a user namespace (can_enter_early)
+    send_fork(n, handles.cgroup_fd)
+    rb.push(lambda: abort_fork(n))
 
 
 def console_sink(terminal: bool, opts: CreateOptions) -> Any:

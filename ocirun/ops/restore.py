@@ -211,7 +211,7 @@ def restore(store: StateStore, cid: str, opts: RestoreOptions) -> int:
         restored: list[int] = []
 
         def kill_restored() -> None:
-            from ocirun.process.parent import kill_and_reap
+            from ocirun.process.fork import kill_and_reap
             for pid in restored:
                 kill_and_reap(pid)
         rb.push(kill_restored)

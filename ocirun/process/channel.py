@@ -111,6 +111,20 @@ class Channel:
             return self._pending.pop(0)
         return self._recv_raw()
 
+    def recv_within(self, seconds: float) -> tuple[dict[str, object], list[int]] | None:
+        """:meth:`recv`, waiting at most ``seconds``: None at EOF, after that
+        long, or on a closed channel."""
+        if self._pending:
+            return self._pending.pop(0)
+        try:
+            self.sock.settimeout(max(seconds, 0.0))
+            try:
+                return self._recv_raw()
+            finally:
+                self.sock.settimeout(None)
+        except OSError:  # the timeout (TimeoutError), or a closed socket
+            return None
+
     def expect(self, *types: str) -> dict[str, object]:
         """Wait for one of ``types``; a child's ``error`` is re-raised here.
 

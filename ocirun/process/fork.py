@@ -106,6 +106,19 @@ def _child(fn: Callable[[], None], chan: Channel | None, close_fds: tuple[int, .
         os._exit(code)
 
 
+def kill_and_reap(pid: int) -> None:
+    """SIGKILL a child of ours and reap it (it may already be gone, or be
+    another's child: then only the kill)."""
+    try:
+        os.kill(pid, 9)
+    except ProcessLookupError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
 def spawn_helper(fn: Callable[[], None], close_fds: tuple[int, ...], sys: Syscalls) -> int:
     """Fork a short-lived helper that has no channel: it reports by exit
     status (and by what it writes to pipes it shares with the caller)."""

@@ -10,7 +10,9 @@ to the parent over the channel before ``ready``, through the exec FIFO after.
      "File descriptors"): first, so no later hook or mount sees them;
   N2 setsid;
   N3 rootfs: propagation, rootfs bind, mounts, devices, /dev links.  We
-     are born in the container's v2 cgroup (clone3: intermediate.py I5);
+     are born in the container's v2 cgroup (clone3: intermediate.py I5),
+     possibly before the launch (nursery.send_fork: we then read it here,
+     before we need the cgroup);
      right before the first mount that shows cgroups, or after the last
      mount, we move ourselves into its v1 ones (``handles.tasks``:
      CgroupManager.self_join_fds), so the rootfs work before is charged to
@@ -42,6 +44,8 @@ from ocirun.syscalls import api
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ocirun.process.channel import Channel
     from ocirun.plantypes import ContainerPlan, Handles
 
@@ -100,7 +104,10 @@ def _monotonic_offset(text: bytes) -> int:
 
 
 def enter_cgroup(plan: ContainerPlan, handles: Handles, chan: Channel,
-                 sys: api.Syscalls) -> None:                                    # N3
+                 sys: api.Syscalls, take_launch: Callable[[], None] | None = None
+                 ) -> None:                                                     # N3
+    if take_launch is not None:  # forked before the launch (nursery.send_fork)
+        take_launch()  # fills in handles: the exec FIFO, the v1 `tasks`
     if handles.tasks:  # the v1 hierarchies: we move ourselves (intermediate.py)
         from ocirun.process.intermediate import enter_v1_cgroups
         tasks, handles.tasks = handles.tasks, []
@@ -115,12 +122,13 @@ def enter_cgroup(plan: ContainerPlan, handles: Handles, chan: Channel,
 
 
 def build_rootfs(plan: ContainerPlan, handles: Handles, chan: Channel,
-                 sys: api.Syscalls) -> None:                                    # N3
+                 sys: api.Syscalls, take_launch: Callable[[], None] | None = None
+                 ) -> None:                                                     # N3
     from ocirun import rootfs
     joined = []
 
     def join() -> None:
-        enter_cgroup(plan, handles, chan, sys)
+        enter_cgroup(plan, handles, chan, sys, take_launch)
         joined.append(True)
 
     rootfs.prepare_rootfs(plan, sys, mount_fds=handles.mount_fds, before_cgroup=join)
@@ -237,7 +245,11 @@ def _fail_start(fifo: int, code: str, errno: int | None, msg: str) -> None:
         os._exit(127)
 
 
-def run_init(plan: ContainerPlan, handles: Handles, chan: Channel, sys: api.Syscalls) -> None:
+def run_init(plan: ContainerPlan, handles: Handles, chan: Channel, sys: api.Syscalls,
+             take_launch: Callable[[], None] | None = None) -> None:
+    """N1-N9.  ``take_launch``: an init the nursery forked before the launch
+    (nursery.send_fork) calls it at N3, before it needs the cgroup, to read
+    the launch into ``handles``; else they came with the launch."""
     from ocirun.process.intermediate import debug_sink
     steps.in_child("init", debug_sink(chan), _monotonic_offset(plan.time_offsets))
     t = steps.begin()
@@ -249,7 +261,7 @@ def run_init(plan: ContainerPlan, handles: Handles, chan: Channel, sys: api.Sysc
     os.setsid()                                                                 # N2
     steps.end("N2", "setsid", t)
     t = steps.begin()
-    build_rootfs(plan, handles, chan, sys)
+    build_rootfs(plan, handles, chan, sys, take_launch)
     steps.end("N3", "rootfs", t)
     t = steps.begin()
     runtime_hooks(plan, chan)

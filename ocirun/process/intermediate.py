@@ -127,8 +127,9 @@ def enter(entry: Entry, chan: Channel, sys: api.Syscalls, *, wiped: bool = False
 
 
 def fork_final(entry: Entry, chan: Channel, sys: api.Syscalls, final: Callable[[], None],
-               stage: str) -> None:
-    """I5: fork the final process, send its pid."""
+               stage: str, before_launch: bool = False) -> None:
+    """I5: fork the final process, send its pid.  ``before_launch``: an
+    init forked early (nursery.send_fork), named so in the step record."""
     t = steps.begin()
     born = False
     if entry.cgroup_fd >= 0:                                             # I5
@@ -136,7 +137,8 @@ def fork_final(entry: Entry, chan: Channel, sys: api.Syscalls, final: Callable[[
     else:
         pid = fork.spawn(final, chan, (), stage, sys)
     chan.send("init_pid", pid=pid, in_cgroup=born)
-    steps.end("I5", "fork the final process", t)
+    steps.end("I5", "fork the final process" + (", before the launch" if before_launch else ""),
+              t)
 
 
 def joining_v1_cgroups(tasks: list[tuple[int, str]],

@@ -21,6 +21,9 @@ container) does not kill it; the init leaves that group with setsid (N2).
 
 Steps: I0 (in the nursery, before the plan arrives): import the child side,
 wipe the caller's argv and environment from our memory (I1's wipe, early).
+With ``plan`` (send_plan) it takes I1-I4 before the launch, and with
+``fork`` (send_fork) it forks the init before the launch too; the init then
+reads the launch itself, and the nursery waits to be killed (_linger).
 """
 
 from __future__ import annotations
@@ -47,12 +50,13 @@ CHILD_SIDE = ("ocirun.process.init", "ocirun.process.intermediate", "ocirun.proc
 class Nursery:
     """The runtime's handle on its nursery: the pid and the sync channel."""
 
-    __slots__ = ("chan", "pid", "planned")
+    __slots__ = ("chan", "forked", "pid", "planned")
 
     def __init__(self, pid: int, chan: Channel) -> None:
         self.pid = pid
         self.chan = chan
         self.planned = False  # it has the plan (send_plan): the launch carries the fds only
+        self.forked = False  # it forked the init (send_fork): the init reads the launch
 
     def close(self) -> None:
         """Kill and reap it: it was never used (create failed first)."""
@@ -126,6 +130,52 @@ def send_plan(n: Nursery, plan: ContainerPlan) -> None:
     n.planned = True
 
 
+def can_fork_early(plan: ContainerPlan, handles: Handles) -> bool:
+    """Whether the nursery, having entered early, may fork the init before
+    the launch (:func:`send_fork`): the init then needs nothing of the
+    launch until its first cgroup mount.  Not with bind sources cloned by
+    the runtime (id-mapped mounts: the init needs them from its first
+    mount).  ops/create.py also keeps the late fork for host-side set-up
+    done on the pid (network devices, intelRdt: ops/hostside.py), which
+    must precede the init's mounts, and for a cgroup v2 directory it did
+    not make."""
+    return not handles.mount_fds and not handles.join_fds
+
+
+def send_fork(n: Nursery, cgroup_fd: int) -> None:
+    """After :func:`send_plan`, once the cgroup directories exist: the
+    nursery forks the init now (I5: clone3 into ``cgroup_fd``, the v2
+    directory, where there is one), and the init builds its rootfs up to
+    the first cgroup mount while the runtime applies the resources and
+    saves the rest of the state; the launch then goes to the init itself
+    (:func:`read_launch`).  The intermediate stays until the runtime, a
+    child subreaper by then, kills it at P3 (:func:`_linger`)."""
+    n.chan.send("fork", fds=[cgroup_fd] if cgroup_fd >= 0 else [])
+    n.forked = True
+
+
+def abort_fork(n: Nursery) -> None:
+    """Roll back a :func:`send_fork` that no launch followed: kill the init
+    (its pid is the intermediate's ``init_pid``, sent right after the
+    clone), then the intermediate.  Killing the intermediate first could
+    catch it between its clone and that message, leaving the init alive
+    and unknown to us."""
+    import time
+
+    from ocirun.process.fork import kill_and_reap
+    deadline = time.monotonic() + 2.0
+    while (got := n.chan.recv_within(deadline - time.monotonic())) is not None:
+        msg, fds = got
+        for fd in fds:
+            os.close(fd)
+        if msg.get("type") == "init_pid":
+            kill_and_reap(int(msg["pid"]))  # type: ignore[call-overload]
+            break
+    if n.pid:
+        kill_and_reap(n.pid)
+        n.pid = 0
+
+
 def _send_body(n: Nursery, mtype: str, d: dict[str, object], fds: list[int]) -> None:
     """``d`` as process/wire.py bytes in a memfd (a plan can exceed a
     message), sent with ``fds``."""
@@ -154,7 +204,9 @@ def launch(n: Nursery, plan: ContainerPlan, handles: Handles, entry: Entry, stag
         return index[fd]
 
     d: dict[str, object] = {
-        "stage": stage, "fifo": ref(handles.fifo_fd), "cgroup": ref(entry.cgroup_fd),
+        "stage": stage, "fifo": ref(handles.fifo_fd),
+        # an init forked already (send_fork) reads this at N3: no cgroup fd
+        "cgroup": -1 if n.forked else ref(entry.cgroup_fd),
         "mounts": {i: ref(fd) for i, fd in handles.mount_fds.items()},
         "joins": [(ref(fd), kind) for fd, kind in handles.join_fds],
         "entry_joins": [(ref(fd), kind) for fd, kind in entry.join_fds],
@@ -184,9 +236,10 @@ def _serve(chan: Channel) -> None:
     steps.end("I0", "nursery: import the child side, wipe argv and environment", t)
     from ocirun.plantypes import Handles
     from ocirun.process.init import preload, run_init
-    from ocirun.process.intermediate import Entry, enter, run_intermediate
+    from ocirun.process.intermediate import Entry, enter, fork_final, run_intermediate
     from ocirun.syscalls.linux import LinuxSyscalls
     sys = LinuxSyscalls()
+    runtime = os.getppid()
     msg = chan.expect("plan", "launch")
     entered = msg["type"] == "plan"
     if entered:  # the runtime makes the state dir and the cgroup meanwhile
@@ -195,26 +248,72 @@ def _serve(chan: Channel) -> None:
         preload(plan)
         early = Entry([], p["ns"], p["time_offsets"])  # type: ignore[arg-type]
         enter(early, chan, sys, wiped=wiped)                               # I1-I4
-        msg = chan.expect("launch")
+        msg = chan.expect("fork", "launch")
+        if msg["type"] == "fork":
+            # the cgroup directories exist: the init starts its rootfs now
+            # and reads the launch itself, at N3 (init.take_launch)
+            got: list[int] = msg["fds"]  # type: ignore[assignment]
+            early.cgroup_fd = got[0] if got else -1
+            handles = Handles()
+            fork_final(early, chan, sys, lambda: run_init(                      # I5
+                plan, handles, chan, sys, take_launch=lambda: read_launch(chan, handles)),
+                "init", before_launch=True)
+            _linger(sys, runtime)
     d, fds = _read_body(msg)
     if not entered:
         plan = d["plan"]  # type: ignore[assignment]
         preload(plan)
     else:
         d.update(plan=plan, ns=early.ns, time_offsets=early.time_offsets, cpus=None)
-
-    def fd(i: int) -> int:
-        return fds[i] if i >= 0 else -1
-
-    handles = Handles()
-    handles.fifo_fd = fd(d["fifo"])  # type: ignore[arg-type]
-    handles.mount_fds = {i: fd(r) for i, r in d["mounts"].items()}  # type: ignore[attr-defined]
-    handles.join_fds = [(fd(r), kind) for r, kind in d["joins"]]  # type: ignore[attr-defined]
-    handles.tasks = [(fd(r), p) for r, p in d["tasks"]]  # type: ignore[attr-defined]
-    entry = Entry([(fd(r), kind) for r, kind in d["entry_joins"]],  # type: ignore[attr-defined]
-                  d["ns"], d["time_offsets"], d["cpus"], fd(d["cgroup"]))  # type: ignore[arg-type]
+    handles = handles_from(d, fds)
+    entry = Entry([(_fd(fds, r), kind) for r, kind in d["entry_joins"]],  # type: ignore[attr-defined]
+                  d["ns"], d["time_offsets"], d["cpus"], _fd(fds, d["cgroup"]))  # type: ignore[arg-type]
     run_intermediate(entry, chan, sys, lambda: run_init(plan, handles, chan, sys),
                      str(d["stage"]), wiped=wiped, entered=entered)
+
+
+def _linger(sys: Syscalls, runtime: int) -> None:
+    """After forking the init early (send_fork): stay until the runtime,
+    a child subreaper by then (P1), kills and reaps us at P3.  Exiting at
+    once would orphan the init before the runtime is a subreaper (it sets
+    that only after the fork, when it loads the syscall seam), and the init
+    would be re-parented past it.  Should the runtime die first, the kernel
+    kills us (PR_SET_PDEATHSIG); the init then reads EOF and exits."""
+    import _signal
+
+    from ocirun.syscalls.api import PR_SET_PDEATHSIG
+    sys.prctl(PR_SET_PDEATHSIG, 9)
+    if os.getppid() != runtime:  # it died before the prctl
+        return
+    while True:
+        _signal.pause()
+
+
+def _fd(fds: list[int], i: object) -> int:
+    return fds[i] if isinstance(i, int) and i >= 0 else -1
+
+
+def handles_from(d: dict[str, object], fds: list[int]) -> Handles:
+    """The launch's handles, their fds numbered as they arrived."""
+    from ocirun.plantypes import Handles
+    h = Handles()
+    h.fifo_fd = _fd(fds, d["fifo"])
+    h.mount_fds = {i: _fd(fds, r) for i, r in d["mounts"].items()}  # type: ignore[attr-defined]
+    h.join_fds = [(_fd(fds, r), kind) for r, kind in d["joins"]]  # type: ignore[attr-defined]
+    h.tasks = [(_fd(fds, r), p) for r, p in d["tasks"]]  # type: ignore[attr-defined]
+    return h
+
+
+def read_launch(chan: Channel, handles: Handles) -> None:
+    """An init forked before the launch (:func:`send_fork`) reads it itself,
+    at N3 before it needs the cgroup: the exec FIFO and the v1 ``tasks``."""
+    d, fds = _read_body(chan.expect("launch"))
+    got = handles_from(d, fds)
+    used = set(got.all_fds())
+    for fd in fds:
+        if fd not in used:
+            os.close(fd)
+    handles.fifo_fd, handles.tasks, handles.mount_fds = got.fifo_fd, got.tasks, got.mount_fds
 
 
 def _read_body(msg: dict[str, object]) -> tuple[dict[str, object], list[int]]:

@@ -9,7 +9,9 @@ Two kinds of launch (youki calls them container types):
 
 Parent steps (numbered to match process/intermediate.py and init.py):
   P1 become a child subreaper, so the final process, orphaned when the
-     intermediate exits, is re-parented to us and stays reapable;
+     intermediate exits, is re-parented to us and stays reapable (after an
+     early fork, nursery.send_fork, the intermediate waits for our kill,
+     and P1 comes after P3: the init goes on meanwhile);
   P2 fork the intermediate; answer ``userns_map_request`` by writing the
      id maps into /proc/<intermediate>/;
   P3 on ``init_pid``: reap the intermediate, put the process in the
@@ -32,6 +34,7 @@ import posix as os  # the lean exec path never imports os (posixpaths.py)
 
 from ocirun import steps
 from ocirun.errors import ChildDiedError, OciRunError
+from ocirun.process.fork import kill_and_reap
 from ocirun.syscalls import api
 
 TYPE_CHECKING = False
@@ -75,18 +78,6 @@ class Rollback:
             except Exception as err:  # undo must go on; the first error is what matters
                 from ocirun import log
                 log.warning(f"rollback: {err}")
-
-
-def kill_and_reap(pid: int) -> None:
-    """SIGKILL a child of ours and reap it (it may already be gone)."""
-    try:
-        os.kill(pid, 9)
-    except ProcessLookupError:
-        pass
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
 
 
 def describe_exit(pid: int) -> str:
@@ -149,9 +140,12 @@ def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
     from ocirun.process import channel, fork
     from ocirun.process.intermediate import joining_v1_cgroups, run_intermediate
 
-    t = steps.begin()
-    sys.prctl(api.PR_SET_CHILD_SUBREAPER, 1)                                   # P1
-    steps.end("P1", "subreaper", t)
+    # An intermediate that forked the init early (nursery.send_fork) waits
+    # for our kill at P3: P1 can wait until then, past cgroup_ready, so the
+    # init goes on while the syscall seam loads (syscalls/lazy.py).
+    lingering = spec.nursery is not None and spec.nursery[0].forked
+    if not lingering:
+        _subreaper(sys)                                                        # P1
     t = steps.begin()
     stage = "init" if spec.kind == INIT else "exec"
     pid: int = 0
@@ -200,7 +194,7 @@ def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
             rb.push(lambda: kill_and_reap(pid))
         steps.end("P2", "fork the intermediate, id maps, wait for the pid", t)
         t = steps.begin()
-        if inter:
+        if inter and not lingering:
             os.waitpid(inter, 0)                                               # P3
         if spec.mgr is not None:
             try:
@@ -217,6 +211,9 @@ def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
             spec.on_pid(pid)
         chan.send("cgroup_ready")
         steps.end("P3", "reap the intermediate, join the cgroup", t)
+        if lingering:
+            _subreaper(sys)                                                    # P1
+            kill_and_reap(inter)  # the init, orphaned, is ours: a subreaper's
         if spec.kind == INIT:
             _finish_init(spec, chan, pid)
         else:
@@ -228,6 +225,12 @@ def launch(spec: Launch, rb: Rollback, sys: api.Syscalls) -> int:
         raise
     chan.close()
     return pid
+
+
+def _subreaper(sys: api.Syscalls) -> None:
+    t = steps.begin()
+    sys.prctl(api.PR_SET_CHILD_SUBREAPER, 1)
+    steps.end("P1", "subreaper", t)
 
 
 def _expect(spec: Launch, chan: Channel, pid: int, *types: str) -> dict[str, object]:

@@ -502,3 +502,29 @@ def test_kill_all_when_cgroup_is_gone(hybrid: FakeHost) -> None:
     m = hybrid.open(None)
     m.kill_all(signal.SIGKILL)  # never created
     m.kill_all(signal.SIGTERM)
+
+
+def test_create_by_version_v2_first(hybrid: FakeHost) -> None:
+    """create(2) then create(1), as create does around the early fork: the
+    v2 directory alone first; a v1 failure then removes only the v1 ones."""
+    m = hybrid.open("/a/b")
+    m.create(2)
+    assert m.made_v2_dir()
+    assert os.path.isdir(f"{hybrid.root}/unified/a/b")
+    assert not os.path.exists(f"{hybrid.root}/memory/a")
+    Path(hybrid.root, "freezer", "a").write_text("")  # the v1 step fails
+    with pytest.raises(CgroupError, match=r"create cgroup `.*/freezer/a/b`"):
+        m.create(1)
+    assert not os.path.exists(f"{hybrid.root}/memory/a")
+    assert os.path.isdir(f"{hybrid.root}/unified/a/b")  # v2's: the caller's rollback removes it
+    m.destroy()
+    assert not os.path.exists(f"{hybrid.root}/unified/a")
+
+
+def test_made_v2_dir_only_for_a_new_directory(hybrid: FakeHost) -> None:
+    m = hybrid.open(None)
+    for h in m.hierarchies:
+        os.makedirs(h.path)
+    populate(m)
+    m.create(2)
+    assert not m.made_v2_dir()  # it existed: maybe someone's, no early init there

@@ -1,4 +1,5 @@
 import os
+import time
 
 import pytest
 
@@ -106,3 +107,21 @@ def test_a_peer_that_died_with_our_message_unread_still_tells_its_error():
     with pytest.raises(errors.ChildDiedError):
         parent.expect("ready")
     parent.close()
+
+
+def test_recv_within_waits_at_most_that_long():
+    a, b, _ = channel.pair()
+    try:
+        t0 = time.monotonic()
+        assert a.recv_within(0.05) is None  # nothing sent: back after the wait
+        assert 0.04 <= time.monotonic() - t0 < 2
+        b.send("init_pid", pid=7)
+        got = a.recv_within(1)
+        assert got is not None and got[0]["pid"] == 7
+        a.send("x")  # still a blocking socket afterwards
+        assert b.expect("x")["type"] == "x"
+        b.close()
+        assert a.recv_within(1) is None  # EOF
+    finally:
+        a.close()
+        b.close()
