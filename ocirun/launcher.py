@@ -5,7 +5,8 @@
    heap (its memory while it waits for ``start`` is the heap it was forked
    from).
 2. The fast path (quick.py) for the plain forms of ``state``, ``list``,
-   ``kill`` and ``start``; the full command line (cli.py) for everything else.
+   ``kill``, ``start``, ``delete`` and ``create``; the full command line
+   (cli.py) for everything else.
 3. Leave with ``_exit``: the interpreter's teardown frees every module, about
    2 ms for nothing.  What it would still do (flush sys.stdout and
    sys.stderr) is done here; with atexit callbacks registered, or when a test
@@ -26,7 +27,7 @@ from ocirun import log
 from ocirun.plainargs import Fallback, parse_globals
 
 # the verbs quick.py may handle (its _VERBS): any other skips its import
-_QUICK = ("state", "list", "kill", "start", "delete")
+_QUICK = ("state", "list", "kill", "start", "delete", "create")
 
 
 def _verb(argv: list[str]) -> tuple[dict[str, str], str | None]:
@@ -63,7 +64,7 @@ def run(argv: list[str], script: dict[str, object]) -> None:
     early = _early_nursery(opts, verb)
     try:
         status = None
-        if verb in _QUICK:  # exec, create, run...: spare its import
+        if verb in _QUICK:  # exec, run...: spare its import
             from ocirun.quick import main
             status = main(argv)
         if status is None:

@@ -1,8 +1,10 @@
-"""The launcher's fast path: ``state``, ``list``, ``kill`` and ``start`` on builtin modules.
+"""The launcher's fast path: the lifecycle commands without the command table.
 
 containerd, podman and scripts call ``state`` and ``kill`` over and over; a
 Python start-up is already slower than runc's whole ``state``, so these
-commands must cost little more than the interpreter.  ``bin/ocirun`` (and
+commands must cost little more than the interpreter.  ``create`` in the
+form containerd and podman use goes straight to ops/create.py, sparing the
+command table and its handlers.  ``bin/ocirun`` (and
 ``python -m ocirun``) call :func:`main` before importing anything else; it
 understands only the plain forms of these commands:
 
@@ -11,6 +13,9 @@ understands only the plain forms of these commands:
     ...                                               kill ID [SIGNAL]
     ...                                               start ID     (no poststart hooks)
     ...                                               delete [-f|--force] ID
+    ...                                               create [--bundle DIR] [--pid-file F]
+                                                          [--console-socket S] [--no-pivot]
+                                                          [--no-new-keyring] [--preserve-fds N] ID
 
 and returns None for anything else (other commands or flags, ``--debug``,
 ``--trace``/``OCIRUN_TRACE``, an unknown container, a status the verb does
@@ -189,8 +194,67 @@ def _delete(root: str, args: list[str]) -> int:
     return 0
 
 
+# create's flags as cli.parse_flags reads them (dashes stripped): name -> option
+_CREATE_VALUES = {"bundle": "bundle", "b": "bundle", "pid-file": "pid_file",
+                  "console-socket": "console_socket", "preserve-fds": "preserve_fds"}
+_CREATE_BOOLS = {"no-pivot": "no_pivot", "no-new-keyring": "no_new_keyring"}
+
+
+def create_request(args: list[str]) -> tuple[str, dict[str, str | bool]]:
+    """The id and the options of create's plain form (the flags containerd
+    and podman pass); anything else raises Fallback."""
+    opts: dict[str, str | bool] = {}
+    ids = []
+    i = 0
+    while i < len(args):
+        tok = args[i]
+        i += 1
+        if not tok.startswith("-") or tok == "-":
+            ids.append(tok)
+            continue
+        name, eq, value = tok.lstrip("-").partition("=")
+        if name in _CREATE_BOOLS and not eq:
+            opts[_CREATE_BOOLS[name]] = True
+            continue
+        if name not in _CREATE_VALUES:
+            raise _Fallback  # --, --help, --no-pivot=false, ...: the full parser's words
+        if not eq:
+            if i >= len(args):
+                raise _Fallback
+            value = args[i]
+            i += 1
+        opts[_CREATE_VALUES[name]] = value
+    fds = opts.get("preserve_fds", "0")
+    if len(ids) != 1 or not (isinstance(fds, str) and fds and fds.isascii() and fds.isdigit()):
+        raise _Fallback
+    return ids[0], opts
+
+
+def _create(root: str, args: list[str]) -> int:
+    """create without the command table: what commands.cmd_create does."""
+    if posix.geteuid() != 0:
+        raise _Fallback  # --rootless auto: the full path decides
+    cid, o = create_request(args)
+    from ocirun.ops.create import CreateOptions, create
+    from ocirun.process import nursery
+    from ocirun.state import StateStore
+    from ocirun.syscalls.lazy import lazy_syscalls
+    opts = CreateOptions(bundle=str(o.get("bundle") or "."),
+                         pid_file=str(o["pid_file"]) if o.get("pid_file") else None,
+                         console_socket=str(o["console_socket"]) if o.get("console_socket")
+                         else None,
+                         no_pivot=bool(o.get("no_pivot")),
+                         no_new_keyring=bool(o.get("no_new_keyring")),
+                         preserve_fds=int(str(o.get("preserve_fds") or 0)))
+    sys = lazy_syscalls()
+    opts.nursery = nursery.take() or nursery.start(sys)  # the launcher forked it already
+    create(StateStore(root), cid, opts, sys)  # it kills and reaps the nursery on failure
+    return 0
+
+
 # launcher._QUICK names these verbs too
-_VERBS = {"state": _state, "list": _list, "kill": _kill, "start": _start, "delete": _delete}
+_VERBS = {"state": _state, "list": _list, "kill": _kill, "start": _start, "delete": _delete,
+          "create": _create}
 
 
 def main(argv: list[str]) -> int | None:

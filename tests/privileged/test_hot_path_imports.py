@@ -108,3 +108,27 @@ def test_foreground_run_stays_lean(tmp_path: Path) -> None:
         subprocess.run([sys.executable, "-m", "ocirun", "--root", root, "delete", "-f", cid],
                        cwd=str(REPO), capture_output=True, timeout=60)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_launcher_create_skips_the_command_table(container: Any, tmp_path: Path) -> None:
+    """The installed launcher serves create's plain form from quick.py:
+    no cli, cmdtable or commands module, and no syscall seam (cffi) before
+    the init is forked (it loads for the subreaper prctl, after)."""
+    launcher = os.path.join(os.path.dirname(sys.executable), "ocirun")
+    if not os.path.exists(launcher):
+        pytest.skip("no installed launcher beside this interpreter")
+    root, bdir, cid = container
+    err_path = os.path.join(str(tmp_path), "importtime-launcher.txt")
+    with open(err_path, "w+") as err:
+        r = subprocess.run([sys.executable, "-I", "-S", "-X", "importtime", launcher,
+                            "--root", root, "create", "--bundle", bdir, cid],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                           cwd=str(tmp_path), timeout=60)
+        err.seek(0)
+        text = err.read()
+    assert r.returncode == 0, text[-2000:]
+    mods = {line.rsplit("|", 1)[1].strip() for line in text.splitlines()
+            if line.startswith("import time:") and "|" in line}
+    assert "ocirun.ops.create" in mods and "ocirun.quick" in mods
+    assert not mods & {"ocirun.cli", "ocirun.cmdtable", "ocirun.commands"}, sorted(mods)
+    _lean(["create"], mods)

@@ -271,3 +271,46 @@ def test_launcher_names_every_quick_verb() -> None:
     # quick.py but not there would never reach the fast path
     from ocirun import launcher, quick
     assert set(launcher._QUICK) == set(quick._VERBS)
+
+
+# --- create's plain form ---
+
+def _full_create(args: list[str]) -> tuple[str, dict[str, object]]:
+    from ocirun import cli
+    row = next(r for r in cmdtable.COMMANDS if r[0] == "create")
+    out = cli.Parsed()
+    cli.parse_flags(args, 0, cli.flag_index(row[-1]), out, stop_at_positional=False)
+    assert len(out.args) == 1
+    return out.args[0], out.opts
+
+
+@pytest.mark.parametrize("args", [
+    ["c1"],
+    ["--bundle", "/b", "c1"],
+    ["-b", "/b", "--pid-file", "/p", "c1"],
+    ["c1", "--bundle=/b", "--pid-file=/p", "--console-socket", "/s"],
+    ["--no-pivot", "--no-new-keyring", "--preserve-fds", "2", "-b", "/b", "c1"],
+    ["-bundle", "/b", "-pid-file", "/p", "c1"],
+    ["--bundle", "/a", "--bundle", "/b", "c1"],  # the last one wins, as in the full parser
+    ["--pid-file", "", "c1"],
+])
+def test_create_request_reads_what_the_full_parser_reads(args: list[str]) -> None:
+    from ocirun import quick
+    cid, opts = quick.create_request(args)
+    full_cid, full = _full_create(args)
+    assert cid == full_cid
+    # the full parser makes --preserve-fds a number already (quick._create converts it)
+    mine = {k: int(str(v)) if k == "preserve_fds" else v for k, v in opts.items()}
+    assert mine == full, args
+
+
+@pytest.mark.parametrize("args", [
+    [], ["a", "b"], ["--help", "c1"], ["-h", "c1"], ["--no-pivot=false", "c1"],
+    ["--preserve-fds", "x", "c1"], ["--preserve-fds", "-1", "c1"], ["--foo", "c1"],
+    ["--", "c1"], ["c1", "--bundle"],
+])
+def test_create_request_declines_the_rest(args: list[str]) -> None:
+    from ocirun import quick
+    from ocirun.plainargs import Fallback
+    with pytest.raises(Fallback):
+        quick.create_request(args)
