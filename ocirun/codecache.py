@@ -155,12 +155,13 @@ def _pyc_body(src: str, st: Any) -> bytes | None:
     return data[16:]
 
 
-def save() -> None:
+def save() -> bool:
     """Write the cache file anew when an import found it missing or stale,
     from the package's ``.pyc`` files as they are now (those that match
-    their sources).  Never raises: it is only a cache."""
+    their sources).  True when it wrote the file.  Never raises: it is only
+    a cache."""
     if not _st.pkg:
-        return
+        return False
     if not _st.stale:
         # a module of the package imported from its source, missing from the
         # index (no .pyc yet when the file was written): add it once it has one
@@ -175,7 +176,7 @@ def save() -> None:
                 except OSError:
                     pass
         if not _st.stale:
-            return
+            return False
     _st.stale = False
     pkg_dir = _st.parent + _st.pkg
     target = _path(pkg_dir)
@@ -183,10 +184,10 @@ def save() -> None:
     fd = -1
     try:
         if not posix.access(pkg_dir + "/__pycache__", posix.W_OK):
-            return
+            return False
         try:
             if posix.lstat(target).st_mode & _S_IFMT != _S_IFREG:
-                return  # something else in its place: never rebuild it on every command
+                return False  # something else in its place: never rebuild it on every command
         except FileNotFoundError:
             pass
         # the file to rename first: where it cannot be made, nothing is read
@@ -228,6 +229,7 @@ def save() -> None:
         posix.close(fd)
         fd = -1
         posix.rename(tmp, target)
+        return True
     except Exception:  # noqa: BLE001 - a cache: any failure leaves the standard path
         if fd >= 0:
             posix.close(fd)
@@ -235,3 +237,4 @@ def save() -> None:
             posix.unlink(tmp)
         except OSError:
             pass
+        return False

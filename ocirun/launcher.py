@@ -7,7 +7,9 @@
 2. The fast path (quick.py) for the plain forms of ``state``, ``list``,
    ``kill``, ``start``, ``delete`` and ``create``; the full command line
    (cli.py) for everything else.
-3. Leave with ``_exit``: the interpreter's teardown frees every module, about
+3. After the first run of an install, point ``bin/ocirun``'s ``#!`` line at
+   the interpreter (:func:`direct_shebang`): no shell in between any more.
+4. Leave with ``_exit``: the interpreter's teardown frees every module, about
    2 ms for nothing.  What it would still do (flush sys.stdout and
    sys.stderr) is done here; with atexit callbacks registered, or when a test
    harness execs the launcher's code, it exits normally.
@@ -57,6 +59,70 @@ def _early_nursery(opts: dict[str, str], verb: str | None) -> bool:
     return True
 
 
+SH = b"#!/bin/sh\n"
+
+
+def direct_shebang(path: str) -> bool:
+    """Point the installed launcher's ``#!`` line at the interpreter itself.
+
+    pip keeps no flags on a ``#!python`` line, so ``bin/ocirun`` comes as a
+    ``#!/bin/sh`` prelude that execs ``python3 -IS`` on itself: one more
+    ``execve`` and a shell start-up (about 0.5 ms) on every command.  On its
+    first run after an install (when the code cache is written) it rewrites
+    that line to ``#!<interpreter> -IS`` and the kernel starts Python
+    directly; the rest of the file is the same (the sh lines are a Python
+    string).  The interpreter is the venv's ``python3`` resolved to the real
+    binary, so a copied or moved venv keeps working (the launcher finds its
+    packages from its own path, not from the interpreter's).  Left as it is
+    when anything is unusual: not a plain venv ``bin`` (no ``python3``
+    beside it, a symlinked path), not owned by us, not writable, or a line
+    the kernel would cut (127 bytes).  True when it rewrote the file."""
+    tmp = ""
+    try:
+        d, _, name = path.rpartition("/")
+        if not d.startswith("/") or not name:
+            return False
+        st = posix.lstat(path)
+        if st.st_mode & 0o170000 != 0o100000 or st.st_uid != posix.geteuid():
+            return False
+        py = d + "/python3"
+        seen = 0
+        while posix.lstat(py).st_mode & 0o170000 == 0o120000 and seen < 8:
+            link = posix.readlink(py)
+            py = link if link.startswith("/") else py.rpartition("/")[0] + "/" + link
+            seen += 1
+        line = b"#!" + py.encode() + b" -IS\n"
+        if (len(line) > 127 or b" " in line[2:-5] or b"\t" in line
+                or not posix.access(py, posix.X_OK) or not posix.access(d, posix.W_OK)):
+            return False
+        fd = posix.open(path, posix.O_RDONLY | posix.O_CLOEXEC)
+        try:
+            data = posix.read(fd, st.st_size + 1)
+        finally:
+            posix.close(fd)
+        if not data.startswith(SH) or len(data) != st.st_size:
+            return False
+        tmp = f"{d}/.{name}.{posix.getpid()}.tmp"
+        fd = posix.open(tmp, posix.O_WRONLY | posix.O_CREAT | posix.O_EXCL | posix.O_CLOEXEC,
+                        st.st_mode & 0o7777)
+        try:
+            view = memoryview(line + data[len(SH):])
+            while view:
+                view = view[posix.write(fd, view):]
+            posix.fchmod(fd, st.st_mode & 0o7777)
+        finally:
+            posix.close(fd)
+        posix.rename(tmp, path)
+        return True
+    except OSError:
+        if tmp:
+            try:
+                posix.unlink(tmp)
+            except OSError:
+                pass
+        return False
+
+
 def run(argv: list[str], script: dict[str, object]) -> None:
     """The whole command; never returns.  ``script``: the launcher's globals."""
     import sys
@@ -75,7 +141,8 @@ def run(argv: list[str], script: dict[str, object]) -> None:
             from ocirun.process import nursery
             nursery.discard()  # the command failed before create took it
     from ocirun import codecache
-    codecache.save()  # after an import found the cache missing or stale
+    if codecache.save():  # after an import found the cache missing or stale
+        direct_shebang(str(script.get("__file__") or ""))  # first run after an install
     import atexit
     entry = sys.modules.get("__main__")
     if (atexit._ncallbacks() or sys.flags.interactive or entry is None

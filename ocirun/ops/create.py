@@ -239,7 +239,10 @@ def _create(store: StateStore, cid: str, opts: CreateOptions,
             entry = Entry(handles.join_fds, plan.ns, plan.time_offsets,
                           cgroup_fd=handles.cgroup_fd)
             from ocirun.process.nursery import fits
-            nursery = opts.nursery if opts.nursery is not None and fits(handles) else None
+            # an init forked early waits for this launch on the nursery's channel;
+            # such a launch has no bind-source or namespace fds, so it always fits
+            nursery = opts.nursery if opts.nursery is not None and (
+                opts.nursery.forked or fits(handles)) else None
             if nursery is None:
                 from ocirun.process.init import preload
                 preload(plan)  # the children are forked from us

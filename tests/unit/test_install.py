@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -227,3 +228,24 @@ def test_state_imports_only_the_hot_path_set(installed: tuple[str, Path, str],
             continue  # a C module of the standard library
         extra[name] = path
     assert not extra, f"{method}: `state nosuch` imported beyond the hot-path set: {extra}"
+
+
+def test_the_launcher_starts_the_interpreter_itself_after_its_first_run(
+        installed: tuple[str, Path, str], tmp_path: Path) -> None:
+    """launcher.direct_shebang: after the first run, bin/ocirun's #! line names
+    the real interpreter with -IS (no sh in between), and the launcher still
+    works from a copy of the venv (the line names no venv path)."""
+    method, venv, _pkg = installed
+    launcher = venv / "bin" / "ocirun"
+    for _ in range(2):
+        r = subprocess.run([str(launcher), "--root", str(tmp_path), "state", "nosuch"],
+                           capture_output=True, text=True, timeout=60, check=False)
+        assert r.returncode == 1 and "does not exist" in r.stderr, r.stderr
+    first = launcher.read_bytes().split(b"\n", 1)[0]
+    assert first == b"#!" + os.path.realpath(venv / "bin" / "python3").encode() + b" -IS", \
+        (method, first)
+    copy = tmp_path / "copied-venv"
+    shutil.copytree(venv, copy, symlinks=True)
+    r = subprocess.run([str(copy / "bin" / "ocirun"), "--root", str(tmp_path), "state", "nosuch"],
+                       env={}, capture_output=True, text=True, timeout=60, check=False)
+    assert r.returncode == 1 and "does not exist" in r.stderr, r.stderr
