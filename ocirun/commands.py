@@ -51,14 +51,10 @@ def rootless_flag(value: object, euid: int | None = None) -> bool:
 
 
 def _create_options(g: Opts, o: Opts):  # type: ignore[no-untyped-def]
-    from ocirun.ops.create import CreateOptions
+    from ocirun.ops.create import options_from
     if g.get("systemd_cgroup"):
         raise NotSupportedError("--systemd-cgroup: the systemd cgroup driver is not supported yet")
-    return CreateOptions(rootless=rootless_flag(g.get("rootless")),
-                         bundle=str(o.get("bundle") or "."), pid_file=o.get("pid_file"),  # type: ignore[arg-type]
-                         console_socket=o.get("console_socket"),  # type: ignore[arg-type]
-                         no_pivot=bool(o.get("no_pivot")), no_new_keyring=bool(o.get("no_new_keyring")),
-                         preserve_fds=int(o.get("preserve_fds") or 0))  # type: ignore[call-overload]
+    return options_from(o, rootless=rootless_flag(g.get("rootless")))
 
 
 def _syscalls() -> Syscalls:
@@ -70,10 +66,8 @@ def _syscalls() -> Syscalls:
 
 
 def _nursery(sys: Syscalls) -> Nursery | None:
-    """Fork the nursery (process/nursery.py) now, before create imports the
-    config layer: the container's init is forked from it, lean."""
     from ocirun.process import nursery
-    return nursery.take() or nursery.start(sys)  # the launcher may have forked it already
+    return nursery.take_or_start(sys)
 
 
 def cmd_create(g: Opts, o: Opts, a: list[str]) -> int:

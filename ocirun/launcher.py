@@ -85,12 +85,8 @@ def direct_shebang(path: str) -> bool:
         st = posix.lstat(path)
         if st.st_mode & 0o170000 != 0o100000 or st.st_uid != posix.geteuid():
             return False
-        py = d + "/python3"
-        seen = 0
-        while posix.lstat(py).st_mode & 0o170000 == 0o120000 and seen < 8:
-            link = posix.readlink(py)
-            py = link if link.startswith("/") else py.rpartition("/")[0] + "/" + link
-            seen += 1
+        from ocirun.posixpaths import realpath
+        py = realpath(d + "/python3")
         line = b"#!" + py.encode() + b" -IS\n"
         if (len(line) > 127 or b" " in line[2:-5] or b"\t" in line
                 or not posix.access(py, posix.X_OK) or not posix.access(d, posix.W_OK)):

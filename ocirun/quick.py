@@ -235,19 +235,13 @@ def _create(root: str, args: list[str]) -> int:
     if posix.geteuid() != 0:
         raise _Fallback  # --rootless auto: the full path decides
     cid, o = create_request(args)
-    from ocirun.ops.create import CreateOptions, create
+    from ocirun.ops.create import create, options_from
     from ocirun.process import nursery
     from ocirun.state import StateStore
     from ocirun.syscalls.lazy import lazy_syscalls
-    opts = CreateOptions(bundle=str(o.get("bundle") or "."),
-                         pid_file=str(o["pid_file"]) if o.get("pid_file") else None,
-                         console_socket=str(o["console_socket"]) if o.get("console_socket")
-                         else None,
-                         no_pivot=bool(o.get("no_pivot")),
-                         no_new_keyring=bool(o.get("no_new_keyring")),
-                         preserve_fds=int(str(o.get("preserve_fds") or 0)))
+    opts = options_from(o)
     sys = lazy_syscalls()
-    opts.nursery = nursery.take() or nursery.start(sys)  # the launcher forked it already
+    opts.nursery = nursery.take_or_start(sys)  # the launcher forked it already
     create(StateStore(root), cid, opts, sys)  # it kills and reaps the nursery on failure
     return 0
 

@@ -22,6 +22,7 @@ from ocirun.state import FIFO, ContainerState, StateStore, rfc3339_nano
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from typing import Any
 
     from ocirun.ops.hostside import HostSide
@@ -65,6 +66,17 @@ class CreateOptions:
         # process/nursery.py: forked by the command line before anything
         # heavy was imported; create sends it the plan (None: create forks)
         self.nursery = nursery
+
+
+def options_from(o: Mapping[str, object], *, rootless: bool = False) -> CreateOptions:
+    """CreateOptions from create's (and run's) command-line options, as the
+    flag parsers name them (cli.parse_flags, quick.create_request)."""
+    return CreateOptions(rootless=rootless, bundle=str(o.get("bundle") or "."),
+                         pid_file=o.get("pid_file"),  # type: ignore[arg-type]
+                         console_socket=o.get("console_socket"),  # type: ignore[arg-type]
+                         no_pivot=bool(o.get("no_pivot")),
+                         no_new_keyring=bool(o.get("no_new_keyring")),
+                         preserve_fds=int(str(o.get("preserve_fds") or 0)))
 
 
 def load_and_check(bundle: str) -> tuple[dict[str, Any], bytes]:
@@ -230,7 +242,7 @@ def _create(store: StateStore, cid: str, opts: CreateOptions,
             # cgroup, and clone3 fails that check after allocating the pid, which
             # as pid 1 of a new pid namespace leaves it unable to fork (ENOMEM).
             if mgr is not None:
-                if handles.cgroup_fd < 0 and not (n is not None and n.forked):
+                if n is None or not n.forked:  # else _fork_early took it, before the resources
                     handles.cgroup_fd = -1 if plan.ns.in_userns else mgr.v2_dir_fd()
                 handles.tasks = mgr.self_join_fds()
             # the init moves itself into the v1 cgroups only at N3, right

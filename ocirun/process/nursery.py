@@ -88,6 +88,12 @@ def take() -> Nursery | None:
     return _early.pop() if _early else None
 
 
+def take_or_start(sys: Syscalls) -> Nursery | None:
+    """The nursery the launcher forked, else one forked now, before create
+    imports the config layer: the container's init is forked from it, lean."""
+    return take() or start(sys)
+
+
 def discard() -> None:
     while _early:
         _early.pop().close()
@@ -259,6 +265,7 @@ def _serve(chan: Channel) -> None:
                 plan, handles, chan, sys, take_launch=lambda: read_launch(chan, handles)),
                 "init", before_launch=True)
             _linger(sys, runtime)
+            return
     d, fds = _read_body(msg)
     if not entered:
         plan = d["plan"]  # type: ignore[assignment]

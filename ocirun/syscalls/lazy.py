@@ -25,7 +25,9 @@ class LazySyscalls:
         if real is None:
             from ocirun.syscalls.linux import LinuxSyscalls
             real = self._real = LinuxSyscalls()
-        return getattr(real, name)
+        value = getattr(real, name)
+        setattr(self, name, value)  # found directly from now on: exec calls it often
+        return value
 
     def loaded(self) -> bool:
         return self._real is not None
